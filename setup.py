@@ -1,0 +1,24 @@
+"""xvfa_ext: explainable vertebral fracture assessment as a detectron2/detrex extension."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="xvfa_ext",
+    version="0.1.0",
+    description="Explainable vertebral fracture assessment (XVFA): GSQ rules, RLE keypoints, detectron2 models",
+    packages=find_packages(include=["xvfa_ext", "xvfa_ext.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        "torch>=2.1",
+        "torchvision>=0.16",
+        "fvcore>=0.1.5",
+        "nflows>=0.14",
+        "numpy",
+        "scikit-learn>=1.3",
+        "opencv-python-headless>=4.8",
+        "pycocotools>=2.0.7",
+        "matplotlib>=3.7",
+        "tqdm",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+)

@@ -1,0 +1,119 @@
+"""The fine stage on vertebra crops: keypoints with their density, GSQ and image classification.
+
+Any detector can feed it crops; the detectron2 layer wraps it as an ROI head (paper Fig. 2).
+"""
+
+from dataclasses import replace
+from typing import Dict, Optional, Sequence
+
+import torch
+from torch import nn
+
+from .classification import GSQLoss, ImageClassifier, combine_probabilities
+from .gsq import FuzzyGSQ
+from .keypoint_head import FEATURE_DIM, KeypointHead
+from .rle import DEFAULT_IMPUTED_WEIGHT, ResidualLogLikelihood
+from .uncertainty import DEFAULT_ALPHA, DEFAULT_NUM_SAMPLES, Uncertainty, estimate_uncertainty
+
+
+class VertebraHead(nn.Module):
+    """ResNet-18 keypoints with an RLE density, fuzzy GSQ and an image classifier (eq. 4-8).
+
+    ``lambda_kps`` and ``lambda_img`` choose the paper's ablations; the combined probability uses
+    the classifiers whose lambda is positive, and GSQ alone when both are zero.
+    """
+
+    def __init__(
+        self,
+        weights: Optional[str] = None,
+        base: str = "laplace",
+        gsq: Optional[FuzzyGSQ] = None,
+        lambda_rle: float = 1.0,
+        lambda_kps: float = 1.0,
+        lambda_img: float = 1.0,
+        grade_weights: Optional[Sequence[float]] = None,
+        morphology_weights: Optional[Sequence[float]] = None,
+        imputed_weight: float = DEFAULT_IMPUTED_WEIGHT,
+    ):
+        super().__init__()
+        if lambda_rle < 0:
+            raise ValueError(f"lambda_rle must be non-negative, got {lambda_rle}")
+        self.keypoint_head = KeypointHead(weights)
+        self.density = ResidualLogLikelihood(base=base, imputed_weight=imputed_weight)
+        self.gsq = gsq if gsq is not None else FuzzyGSQ()
+        self.image_classifier = ImageClassifier(FEATURE_DIM)
+        self.lambda_rle = lambda_rle
+        self.classification_loss = GSQLoss(lambda_kps, lambda_img, grade_weights, morphology_weights, imputed_weight)
+
+    def forward(self, crops: torch.Tensor, box_sizes: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """``crops`` (N, C, S, S) of boxes whose (width, height) in pixels are ``box_sizes`` (N, 2)."""
+        out = self.keypoint_head(crops)
+        # Heights are compared in pixels: a crop's axes are stretched by its box's aspect ratio.
+        kps_grade, kps_morphology = self.gsq(out["mu"] * box_sizes[:, None, :])
+        img_grade, img_morphology = self.image_classifier(out["features"])
+        out.update(
+            grade_kps=kps_grade,
+            morphology_kps=kps_morphology,
+            grade_img=img_grade,
+            morphology_img=img_morphology,
+            grade=self._combine(kps_grade, img_grade),
+            morphology=self._combine(kps_morphology, img_morphology),
+        )
+        return out
+
+    def _combine(self, keypoint_probs: torch.Tensor, image_probs: torch.Tensor) -> torch.Tensor:
+        use_kps = self.classification_loss.lambda_kps > 0
+        use_img = self.classification_loss.lambda_img > 0
+        if use_img and use_kps:
+            return combine_probabilities(keypoint_probs, image_probs)
+        return image_probs if use_img else keypoint_probs
+
+    def losses(self, outputs: Dict[str, torch.Tensor], targets: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """``targets``: keypoints (N, 6, 2) in crop coordinates, visible (N, 6), grade, morphology and
+        imputed (N,). Returns ``loss_rle``, ``loss_gsq_kps`` and ``loss_gsq_img``, each weighted."""
+        imputed = targets.get("imputed")
+        loss_rle = self.density(outputs["mu"], outputs["scale"], targets["keypoints"], targets.get("visible"), imputed)
+        losses = self.classification_loss(
+            (outputs["grade_kps"], outputs["morphology_kps"]),
+            (outputs["grade_img"], outputs["morphology_img"]),
+            targets["grade"],
+            targets["morphology"],
+            imputed,
+        )
+        losses["loss_rle"] = self.lambda_rle * loss_rle
+        return losses
+
+    def uncertainty(
+        self,
+        outputs: Dict[str, torch.Tensor],
+        boxes: torch.Tensor,
+        alpha: float = DEFAULT_ALPHA,
+        num_samples: int = DEFAULT_NUM_SAMPLES,
+        seed: int = 0,
+    ) -> Uncertainty:
+        """Keypoint intervals in pixels and class probabilities under sampling, for ``boxes`` (N, 4)."""
+        use_kps = self.classification_loss.lambda_kps > 0
+        use_img = self.classification_loss.lambda_img > 0
+        image_probs = (outputs["grade_img"], outputs["morphology_img"])
+        result = estimate_uncertainty(
+            self.density,
+            self.gsq,
+            outputs["mu"],
+            outputs["scale"],
+            boxes,
+            image_probs if use_kps and use_img else None,
+            alpha,
+            num_samples,
+            seed,
+        )
+        if use_img and not use_kps:
+            # Image-only models: keypoint sampling leaves the combined probability unchanged.
+            grade, morphology = image_probs
+            result = replace(
+                result,
+                combined_grade_mean=grade,
+                combined_grade_std=torch.zeros_like(grade),
+                combined_morphology_mean=morphology,
+                combined_morphology_std=torch.zeros_like(morphology),
+            )
+        return result
