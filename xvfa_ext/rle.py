@@ -51,7 +51,7 @@ class ResidualLogLikelihood(nn.Module):
         base: str = "laplace",
         flow: Optional[Flow] = None,
         imputed_weight: float = DEFAULT_IMPUTED_WEIGHT,
-        pool_size: int = 1 << 17,
+        pool_size: int = 1 << 16,
     ):
         super().__init__()
         if base not in BASE_DENSITIES:

@@ -1,0 +1,31 @@
+"""Shared test setup: the detectron2/detrex skip marker, its loud count, and measured numbers."""
+
+import importlib.util
+
+import pytest
+
+_MISSING = [name for name in ("detectron2", "detrex") if importlib.util.find_spec(name) is None]
+DETECTRON2_SKIP_REASON = f"needs detectron2 and detrex; missing: {', '.join(_MISSING)}"
+
+requires_detectron2 = pytest.mark.skipif(bool(_MISSING), reason=DETECTRON2_SKIP_REASON)
+
+_MEASURED = {}
+
+
+@pytest.fixture
+def measured():
+    """Tests put numbers they measured here; the run prints them at the end."""
+    return _MEASURED
+
+
+def pytest_terminal_summary(terminalreporter):
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if DETECTRON2_SKIP_REASON in str(r.longrepr)]
+    terminalreporter.section("xvfa_ext")
+    if _MISSING:
+        terminalreporter.write_line(
+            f"SKIPPED {len(skipped)} tests because detectron2/detrex are missing ({', '.join(_MISSING)})", red=True
+        )
+    else:
+        terminalreporter.write_line("detectron2 and detrex found: 0 tests skipped for their absence")
+    for key, value in sorted(_MEASURED.items()):
+        terminalreporter.write_line(f"measured {key}: {value}")

@@ -1,0 +1,64 @@
+"""Trains the keypoint head with RLE on synthetic crops and checks the intervals on held-out crops."""
+
+import torch
+
+from xvfa_ext.crops import crop_vertebrae, from_crop, jitter_boxes, to_crop
+from xvfa_ext.gsq import FuzzyGSQ
+from xvfa_ext.keypoint_head import KeypointHead
+from xvfa_ext.rle import ResidualLogLikelihood
+from xvfa_ext.synthetic import SyntheticConfig, synthetic_vertebrae
+from xvfa_ext.uncertainty import estimate_uncertainty
+
+ALPHA = 0.9
+CROP = 64
+STEPS = 300
+BATCH = 32
+
+
+def crops_of(data, boxes, index):
+    return crop_vertebrae(data["images"], boxes, data["image_index"][index], CROP)
+
+
+def jitter(boxes, generator):
+    return jitter_boxes(boxes, max_scale=0.175, max_shift=5.0, generator=generator)
+
+
+def evaluate(head, density, data, generator):
+    index = torch.arange(len(data["boxes"]))
+    boxes = jitter(data["boxes"], generator)
+    with torch.no_grad():
+        out = head(crops_of(data, boxes, index))
+    u = estimate_uncertainty(density, FuzzyGSQ(), out["mu"], out["scale"], boxes, alpha=ALPHA)
+    error = (from_crop(out["mu"], boxes) - data["keypoints"]).norm(dim=-1)
+    return error, u.eps
+
+
+def test_eps_coverage_on_held_out_crops(measured):
+    torch.manual_seed(0)
+    cfg = SyntheticConfig(height=256, width=192, prevalence="enriched")
+    train, held_out = synthetic_vertebrae(1, 400, cfg), synthetic_vertebrae(2, 30, cfg)
+    head, density = KeypointHead(), ResidualLogLikelihood()
+    optimizer = torch.optim.Adam(list(head.parameters()) + list(density.parameters()), lr=1e-3)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=STEPS, pct_start=0.15)
+    g = torch.Generator().manual_seed(0)
+    head.eval()
+    error_before, _ = evaluate(head, density, held_out, torch.Generator().manual_seed(5))
+    head.train()
+    for _ in range(STEPS):
+        index = torch.randint(len(train["boxes"]), (BATCH,), generator=g)
+        boxes = jitter(train["boxes"][index], g)
+        out = head(crops_of(train, boxes, index))
+        loss = density(out["mu"], out["scale"], to_crop(train["keypoints"][index], boxes))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    head.eval()
+    error, eps = evaluate(head, density, held_out, torch.Generator().manual_seed(5))
+    coverage = float((error <= eps).float().mean())
+    measured["eps coverage at alpha 0.9 (held-out crops, 300 steps)"] = round(coverage, 3)
+    measured["keypoint error px (256x192 images, 300 steps)"] = (
+        f"mean {float(error.mean()):.2f}, median {float(error.median()):.2f}, before training {float(error_before.mean()):.2f}"
+    )
+    assert float(error.mean()) < 0.5 * float(error_before.mean())
+    assert abs(coverage - ALPHA) <= 0.05

@@ -1,0 +1,69 @@
+import json
+
+import numpy as np
+import pytest
+
+from xvfa_ext.metrics import binary_screening, interval_coverage, keypoint_error, screening_metrics
+
+
+def test_youden_point_by_hand():
+    # Thresholds 0.8 and 0.35 both reach J = 0.5; roc_curve lists 0.8 first, so it is chosen.
+    r = binary_screening([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    assert r["auc"] == pytest.approx(0.75)
+    assert r["sensitivity"] == pytest.approx(0.5) and r["specificity"] == pytest.approx(1.0)
+    assert r["f1"] == pytest.approx(2 / 3)
+    assert r["threshold"] == pytest.approx(0.8)
+
+
+def test_one_class_gives_none_not_nan():
+    r = binary_screening([1, 1, 1], [0.2, 0.5, 0.9])
+    assert r["auc"] is None and r["positives"] == 3 and r["negatives"] == 0
+
+
+def test_nan_scores_are_refused():
+    with pytest.raises(ValueError, match="NaN"):
+        binary_screening([0, 1], [0.1, float("nan")])
+
+
+def one_hot(labels, k, p=0.9):
+    out = np.full((len(labels), k), (1 - p) / (k - 1))
+    out[np.arange(len(labels)), labels] = p
+    return out
+
+
+def test_screening_metrics_vertebra_and_patient():
+    grade = np.array([0, 0, 2, 0, 1, 3, 0, -1])
+    morphology = np.array([0, 0, 1, 0, 2, 1, 0, 0])
+    patients = ["a", "a", "a", "b", "b", "c", "d", "d"]
+    grade_probs = one_hot(np.maximum(grade, 0), 4)
+    grade_probs[4] = [0.6, 0.3, 0.05, 0.05]  # the mild one is called normal
+    r = screening_metrics(grade, grade_probs, morphology, one_hot(morphology, 3), patients)
+    json.dumps(r, allow_nan=False)
+    v = r["vertebra"]
+    assert v["count"] == 7 and v["left_out"] == 1
+    assert v["grade"]["normal_mild_vs_moderate_severe"]["auc"] == pytest.approx(1.0)
+    assert v["grade"]["normal_vs_fracture"]["positives"] == 3
+    conf = np.array(v["confusion_grade"]["normalized"])
+    assert conf[1].tolist() == [1.0, 0.0, 0.0, 0.0]  # the mild vertebra, predicted normal
+    assert np.allclose(conf[[0, 2, 3]].sum(1), 1.0)
+    assert v["morphology"]["concave"]["positives"] == 1
+    p = r["patient"]
+    # Worst grades: a moderate, b mild, c severe, d normal.
+    assert p["count"] == 4
+    assert p["grade"]["normal_vs_fracture"]["positives"] == 3
+    assert p["grade"]["normal_mild_vs_moderate_severe"]["positives"] == 2
+    assert p["confusion_grade"]["support"] == [1, 1, 1, 1]
+
+
+def test_keypoint_error_and_interval_coverage():
+    true = np.zeros((2, 6, 2))
+    pred = true.copy()
+    pred[0, :, 0] = 3.0
+    pred[1, :, 1] = 4.0
+    visible = np.ones((2, 6), dtype=bool)
+    visible[1, 5] = False
+    e = keypoint_error(pred, true, visible)
+    assert e["count"] == 11 and e["mean_px"] == pytest.approx((6 * 3 + 5 * 4) / 11)
+    assert e["per_keypoint_mean_px"]["lower_anterior"] == pytest.approx(3.0)
+    c = interval_coverage(pred, true, np.full((2, 6), 3.5), visible)
+    assert c["coverage"] == pytest.approx(6 / 11) and c["mean_eps_px"] == pytest.approx(3.5)
