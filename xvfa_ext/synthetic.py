@@ -130,7 +130,7 @@ def _spine(rng: np.random.Generator, cfg: SyntheticConfig) -> Tuple[List[Synthet
         imputed = i not in labelled
         noise = (cfg.imputation_noise if imputed else cfg.annotation_noise) * scale
         vertebrae.append(SyntheticVertebra(level, kps, kps + rng.normal(0, noise, size=kps.shape), 0, 0, imputed))
-        bodies.append((centre, tangent, anterior, depth))
+        bodies.append((centre, tangent, anterior, depth, height))
     return vertebrae, {"facing": facing, "bodies": bodies, "unit": unit}
 
 
@@ -172,24 +172,26 @@ def _render(rng: np.random.Generator, cfg: SyntheticConfig, vertebrae, info, mat
     lung_centre = (first[0] + last_thoracic[0]) / 2 + first[2] * unit * rng.uniform(2.5, 3.5)
     lung = cv2.ellipse2Poly(tuple(int(v) for v in lung_centre), (int(unit * 2.2), int(unit * 5)), 0, 0, 360, 10)
     poly(lung.astype(float), 0.12)
-    # Posterior elements: a fainter column behind the bodies.
-    for centre, tangent, anterior, depth in info["bodies"]:
-        behind = centre - anterior * depth * rng.uniform(0.8, 1.0)
-        arch = np.stack([behind + tangent * unit * 0.45, behind - anterior * unit * 0.6, behind - tangent * unit * 0.45])
-        poly(arch, 0.3 + 0.05 * rng.standard_normal())
     texture = _smooth_noise(rng, (h, w), 1.5 * scale)
     body_mask = np.zeros((h, w), np.float32)
     rim_mask = np.zeros((h, w), np.float32)
-    for v in vertebrae:
+    for v, (centre, tangent, anterior, depth, height) in zip(vertebrae, info["bodies"]):
         outline = _rotate(_outline(v.keypoints), matrix)
         pts = np.round(outline * 16).astype(np.int32)[None]
         cv2.fillPoly(body_mask, pts, 1.0, lineType=cv2.LINE_AA, shift=4)
+        # Pedicle and arch behind the body's upper half: what tells posterior from anterior.
+        wall = centre - anterior * depth / 2
+        pedicle = np.stack([wall - tangent * height * 0.4, wall + tangent * height * 0.05])
+        arch = pedicle - anterior * depth * rng.uniform(0.3, 0.4)
+        spinous = arch[1] - anterior * depth * rng.uniform(0.3, 0.5) + tangent * height * 0.5
+        element = np.round(_rotate(np.stack([pedicle[0], pedicle[1], arch[1], spinous, arch[0]]), matrix) * 16)
+        cv2.fillPoly(body_mask, element.astype(np.int32)[None], 0.7, lineType=cv2.LINE_AA, shift=4)
         cv2.polylines(rim_mask, pts, True, 1.0, max(1, int(round(2.5 * scale))), cv2.LINE_AA, shift=4)
     bone = rng.uniform(0.18, 0.3)
     img += body_mask * (bone + 0.04 * texture) + rim_mask * rng.uniform(0.12, 0.2)
     # Ribs crossing the thoracic spine, then clutter: wires, gas, an outline of the skin.
     for k in range(int(rng.integers(5, 9))):
-        centre, tangent, anterior, _ = info["bodies"][min(8, k + int(rng.integers(0, 3)))]
+        centre, tangent, anterior, _, _ = info["bodies"][min(8, k + int(rng.integers(0, 3)))]
         start = centre - anterior * unit * rng.uniform(2.0, 3.0) - tangent * unit * rng.uniform(-1, 1)
         end = centre + anterior * unit * rng.uniform(2.0, 4.0) + tangent * unit * rng.uniform(0.5, 2.0)
         mid = (start + end) / 2 + tangent * unit * rng.uniform(-0.8, 0.8)
