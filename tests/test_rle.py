@@ -99,3 +99,7 @@ def test_interval_radius_of_a_standard_normal():
         assert float(eps) == pytest.approx(math.sqrt(-2 * math.log(1 - alpha)), rel=0.01)
     with pytest.raises(ValueError, match="alpha"):
         interval_radius(samples, torch.zeros(1, 1, 2), 1.5)
+
+
+def test_interval_radius_of_no_vertebra():
+    assert interval_radius(torch.zeros(0, 10, 6, 2), torch.zeros(0, 6, 2)).shape == (0, 6)

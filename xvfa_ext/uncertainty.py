@@ -22,6 +22,8 @@ def interval_radius(samples: torch.Tensor, centre: torch.Tensor, alpha: float = 
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
     distance = torch.linalg.vector_norm(samples - centre.unsqueeze(-3), dim=-1)
+    if distance.numel() == 0:  # no vertebra: quantile refuses empty input
+        return distance.new_zeros(distance.shape[:-2] + distance.shape[-1:])
     return torch.quantile(distance, alpha, dim=-2)
 
 

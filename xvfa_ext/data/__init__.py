@@ -1,0 +1,27 @@
+"""detectron2 data layer: dataset registration, augmentations and the dataset mapper."""
+
+from .datasets import (
+    DatasetError,
+    ensure_synthetic,
+    load_vertebra_coco,
+    register_synthetic_datasets,
+    register_vertebra_coco,
+)
+from .mapper import VertebraDatasetMapper, build_augmentations
+from .transforms import RandomBlur, RandomEqualize, RandomInvert, ResizeByFactor
+
+register_synthetic_datasets()
+
+__all__ = [
+    "DatasetError",
+    "RandomBlur",
+    "RandomEqualize",
+    "RandomInvert",
+    "ResizeByFactor",
+    "VertebraDatasetMapper",
+    "build_augmentations",
+    "ensure_synthetic",
+    "load_vertebra_coco",
+    "register_synthetic_datasets",
+    "register_vertebra_coco",
+]

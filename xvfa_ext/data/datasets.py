@@ -1,0 +1,152 @@
+"""Vertebra COCO keypoint files in detectron2's DatasetCatalog and MetadataCatalog.
+
+The synthetic splits are registered by default and written into ``$XVFA_DATASETS`` (default
+``datasets/``) on first use.
+"""
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets import load_coco_json
+
+from ..layout import ENDPLATES, HEIGHTS, KEYPOINT_NAMES
+from ..synthetic import SyntheticConfig
+from ..synthetic_dataset import NUM_FOLDS, SPLITS, write_synthetic_dataset
+
+logger = logging.getLogger(__name__)
+
+EXTRA_ANNOTATION_KEYS = ("grade", "morphology", "level", "imputed")
+# Endplates in blue, heights in orange, as the Visualizer draws keypoint connections.
+KEYPOINT_CONNECTION_RULES = [(KEYPOINT_NAMES[i], KEYPOINT_NAMES[j], (0, 114, 255)) for i, j in ENDPLATES] + [
+    (KEYPOINT_NAMES[i], KEYPOINT_NAMES[j], (255, 140, 0)) for i, j in HEIGHTS
+]
+
+
+class DatasetError(ValueError):
+    """A dataset file that cannot be used, with the file and the problem named."""
+
+
+def _read_json(json_file: str) -> Dict:
+    try:
+        with open(json_file) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise DatasetError(f"{json_file}: file not found") from None
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{json_file}: malformed JSON ({exc})") from None
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise DatasetError(f"{json_file}: no '{key}' list; not a COCO file")
+    return data
+
+
+def _check_annotations(json_file: str, data: Dict) -> None:
+    categories = [c for c in data["categories"] if c.get("name") == "vertebra"]
+    if len(data["categories"]) != 1 or not categories:
+        raise DatasetError(f"{json_file}: expected the single category 'vertebra', got {data['categories']!r:.200}")
+    if list(categories[0].get("keypoints", [])) != list(KEYPOINT_NAMES):
+        raise DatasetError(f"{json_file}: category keypoints must be {list(KEYPOINT_NAMES)}")
+    for ann in data["annotations"]:
+        where = f"{json_file}: annotation {ann.get('id')} of image {ann.get('image_id')}"
+        kps = ann.get("keypoints")
+        if not isinstance(kps, list) or len(kps) != 3 * len(KEYPOINT_NAMES):
+            count = len(kps) // 3 if isinstance(kps, list) else 0
+            raise DatasetError(f"{where}: {count} keypoints, expected {len(KEYPOINT_NAMES)}")
+        for key in ("bbox", "grade", "morphology"):
+            if key not in ann:
+                raise DatasetError(f"{where}: no '{key}'")
+        if ann["bbox"][2] <= 0 or ann["bbox"][3] <= 0:
+            raise DatasetError(f"{where}: empty box {ann['bbox']}")
+
+
+def load_vertebra_coco(json_file: str, image_root: str, dataset_name: Optional[str] = None, image_ids=None) -> List[Dict]:
+    """detectron2 dataset dicts with ``grade``, ``morphology``, ``level``, ``imputed`` per vertebra
+    and ``patient_id`` per image; errors name the file and the problem."""
+    data = _read_json(json_file)
+    _check_annotations(json_file, data)
+    records = load_coco_json(json_file, image_root, dataset_name, extra_annotation_keys=list(EXTRA_ANNOTATION_KEYS))
+    patients = {img["id"]: str(img.get("patient_id", img["id"])) for img in data["images"]}
+    keep = set(image_ids) if image_ids is not None else None
+    out = []
+    for record in records:
+        if keep is not None and record["image_id"] not in keep:
+            continue
+        if not os.path.isfile(record["file_name"]):
+            raise DatasetError(f"{json_file}: image {record['image_id']} refers to a missing file {record['file_name']}")
+        record["patient_id"] = patients[record["image_id"]]
+        out.append(record)
+    return out
+
+
+def _set_metadata(name: str, json_file: str, image_root: str) -> None:
+    MetadataCatalog.get(name).set(
+        json_file=json_file,
+        image_root=image_root,
+        evaluator_type="xvfa",
+        thing_classes=["vertebra"],
+        keypoint_names=list(KEYPOINT_NAMES),
+        # Anterior and posterior are sides of the body, not of the image: a flipped lateral view is
+        # the view from the patient's other side, where the anterior wall is still anterior.
+        keypoint_flip_map=[],
+        keypoint_connection_rules=KEYPOINT_CONNECTION_RULES,
+    )
+
+
+def register_vertebra_coco(name: str, json_file: str, image_root: str, image_ids: Optional[Iterable[int]] = None) -> None:
+    """Register a COCO vertebra keypoint file (optionally a subset of its images) under ``name``."""
+    ids = sorted(image_ids) if image_ids is not None else None
+    DatasetCatalog.register(name, lambda: load_vertebra_coco(json_file, image_root, name, ids))
+    _set_metadata(name, json_file, image_root)
+
+
+# name prefix -> (folder under the datasets root, images, config)
+SYNTHETIC_DATASETS = {
+    "xvfa_synthetic": ("synthetic", 200, SyntheticConfig(prevalence="enriched")),
+    "xvfa_synthetic_small": ("synthetic_small", 40, SyntheticConfig(height=256, width=192, prevalence="enriched")),
+}
+
+
+def datasets_root() -> Path:
+    return Path(os.environ.get("XVFA_DATASETS", "datasets"))
+
+
+def ensure_synthetic(prefix: str) -> Path:
+    """The synthetic dataset's folder, written first if its annotations are missing."""
+    folder, num_images, config = SYNTHETIC_DATASETS[prefix]
+    root = datasets_root() / folder
+    if not (root / "annotations" / "folds.json").is_file():
+        logger.info(f"Writing the synthetic dataset '{prefix}' ({num_images} images) into {root}, on first use")
+        write_synthetic_dataset(root, num_images, seed=0, config=config, progress=False)
+    return root
+
+
+def _lazy_loader(prefix: str, split: str, name: str, fold: Optional[int] = None, part: Optional[str] = None):
+    def load():
+        root = ensure_synthetic(prefix)
+        json_file = root / "annotations" / f"{split}.json"
+        ids = None
+        if fold is not None:
+            folds = json.loads((root / "annotations" / "folds.json").read_text())["folds"]
+            ids = folds[fold][f"{part}_image_ids"]
+        return load_vertebra_coco(str(json_file), str(root / "images"), name, ids)
+
+    return load
+
+
+def register_synthetic_datasets() -> None:
+    """Register every synthetic split and fold; nothing is written until a dataset is loaded."""
+    for prefix, (folder, _, _) in SYNTHETIC_DATASETS.items():
+        root = datasets_root() / folder
+        names = [(f"{prefix}_{split}", split, None, None) for split in SPLITS]
+        names += [
+            (f"{prefix}_fold{k}_{part}", "trainval", k, part) for k in range(NUM_FOLDS) for part in ("train", "val")
+        ]
+        for name, split, fold, part in names:
+            if name in DatasetCatalog.list():
+                continue
+            DatasetCatalog.register(name, _lazy_loader(prefix, split, name, fold, part))
+            _set_metadata(name, str(root / "annotations" / f"{split}.json"), str(root / "images"))

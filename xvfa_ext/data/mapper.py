@@ -1,0 +1,86 @@
+"""Dataset mapper for vertebra radiographs: reads, augments and packs boxes, keypoints and GSQ labels."""
+
+import copy
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+from detectron2.data import detection_utils as utils
+from detectron2.data import transforms as T
+
+from ..layout import NUM_KEYPOINTS
+from .transforms import RandomBlur, RandomEqualize, RandomInvert, ResizeByFactor
+
+
+def build_augmentations(
+    is_train: bool, rotation: float = 15.0, resize_factor: float = 0.5, flip: bool = True
+) -> List[T.Augmentation]:
+    """Paper suppl. Table 4: equalisation, inversion, rotation, flips and blur, at half resolution.
+
+    ``rotation`` is 15 degrees for the detector and 20 for the keypoint stage.
+    """
+    resize = [ResizeByFactor(resize_factor)] if resize_factor != 1 else []
+    if not is_train:
+        return resize
+    augs = [RandomEqualize(0.5), RandomInvert(0.5), RandomBlur(0.3)]
+    if rotation > 0:
+        augs.append(T.RandomRotation(angle=[-rotation, rotation], expand=False, sample_style="range"))
+    if flip:
+        augs.append(T.RandomFlip(0.5, horizontal=True, vertical=False))
+    return resize + augs
+
+
+class VertebraDatasetMapper:
+    """Maps a dataset dict to model input, like detectron2's DatasetMapper, keeping GSQ labels.
+
+    Instances carry ``gt_boxes``, ``gt_classes``, ``gt_keypoints`` and per vertebra ``gt_grade``,
+    ``gt_morphology`` and ``gt_imputed``. With ``keep_annotations`` the test-time inputs keep them too,
+    for the fine stage on ground-truth boxes.
+    """
+
+    def __init__(
+        self,
+        is_train: bool,
+        augmentations: Optional[List[T.Augmentation]] = None,
+        image_format: str = "RGB",
+        keep_annotations: bool = False,
+    ):
+        self.is_train = is_train
+        self.augmentations = T.AugmentationList(augmentations if augmentations is not None else build_augmentations(is_train))
+        self.image_format = image_format
+        self.keep_annotations = keep_annotations or is_train
+        # A horizontal flip keeps every keypoint's label (see the dataset metadata).
+        self.keypoint_hflip_indices = np.arange(NUM_KEYPOINTS)
+
+    def _read(self, file_name: str) -> np.ndarray:
+        try:
+            image = utils.read_image(file_name, format=self.image_format)
+        except Exception as exc:
+            raise ValueError(f"{file_name}: cannot read the image ({exc})") from exc
+        if image.size == 0 or image.shape[0] == 0 or image.shape[1] == 0:
+            raise ValueError(f"{file_name}: the image is empty")
+        return image
+
+    def __call__(self, dataset_dict: Dict) -> Dict:
+        dataset_dict = copy.deepcopy(dataset_dict)
+        image = self._read(dataset_dict["file_name"])
+        utils.check_image_size(dataset_dict, image)
+        aug_input = T.AugInput(image)
+        transforms = self.augmentations(aug_input)
+        image = aug_input.image
+        shape = image.shape[:2]
+        dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        annotations = dataset_dict.pop("annotations", None)
+        if not self.keep_annotations or annotations is None:
+            return dataset_dict
+        annos = [
+            utils.transform_instance_annotations(a, transforms, shape, keypoint_hflip_indices=self.keypoint_hflip_indices)
+            for a in annotations
+            if a.get("iscrowd", 0) == 0
+        ]
+        instances = utils.annotations_to_instances(annos, shape)
+        instances.gt_grade = torch.tensor([a["grade"] for a in annos], dtype=torch.int64)
+        instances.gt_morphology = torch.tensor([a["morphology"] for a in annos], dtype=torch.int64)
+        instances.gt_imputed = torch.tensor([bool(a.get("imputed", False)) for a in annos], dtype=torch.bool)
+        dataset_dict["instances"] = utils.filter_empty_instances(instances)
+        return dataset_dict

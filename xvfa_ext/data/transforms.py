@@ -1,0 +1,93 @@
+"""Augmentations of paper suppl. Table 4 that detectron2 lacks, as ``T.Augmentation``s.
+
+Equalisation, inversion and blur change intensities only, so boxes and keypoints pass unchanged;
+the half-resolution resize moves them with the image.
+"""
+
+import cv2
+import numpy as np
+from detectron2.data import transforms as T
+from fvcore.transforms.transform import NoOpTransform, Transform
+
+
+class _IntensityTransform(Transform):
+    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
+        return coords
+
+    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
+        return segmentation
+
+    def inverse(self) -> Transform:
+        return NoOpTransform()
+
+
+class EqualizeTransform(_IntensityTransform):
+    def apply_image(self, img: np.ndarray) -> np.ndarray:
+        if img.dtype != np.uint8:
+            raise ValueError(f"histogram equalisation needs uint8 images, got {img.dtype}")
+        if img.ndim == 2:
+            return cv2.equalizeHist(img)
+        return np.stack([cv2.equalizeHist(np.ascontiguousarray(img[..., c])) for c in range(img.shape[2])], -1)
+
+
+class InvertTransform(_IntensityTransform):
+    def apply_image(self, img: np.ndarray) -> np.ndarray:
+        return (255 - img) if img.dtype == np.uint8 else (img.max() - img)
+
+
+class BlurTransform(_IntensityTransform):
+    def __init__(self, sigma: float):
+        super().__init__()
+        self._set_attributes(locals())
+
+    def apply_image(self, img: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(img, (0, 0), self.sigma)
+
+
+class RandomEqualize(T.Augmentation):
+    """Histogram equalisation with probability ``prob``."""
+
+    def __init__(self, prob: float = 0.5):
+        super().__init__()
+        self._init(locals())
+
+    def get_transform(self, image):
+        return EqualizeTransform() if self._rand_range() < self.prob else NoOpTransform()
+
+
+class RandomInvert(T.Augmentation):
+    """Intensity inversion with probability ``prob``."""
+
+    def __init__(self, prob: float = 0.5):
+        super().__init__()
+        self._init(locals())
+
+    def get_transform(self, image):
+        return InvertTransform() if self._rand_range() < self.prob else NoOpTransform()
+
+
+class RandomBlur(T.Augmentation):
+    """Gaussian blur of a random sigma in ``sigma_range`` with probability ``prob``."""
+
+    def __init__(self, prob: float = 0.5, sigma_range=(0.5, 1.5)):
+        super().__init__()
+        self._init(locals())
+
+    def get_transform(self, image):
+        if self._rand_range() >= self.prob:
+            return NoOpTransform()
+        return BlurTransform(float(self._rand_range(*self.sigma_range)))
+
+
+class ResizeByFactor(T.Augmentation):
+    """Resize by a fixed factor, e.g. 0.5 for the paper's half-resolution images."""
+
+    def __init__(self, factor: float = 0.5):
+        super().__init__()
+        if factor <= 0:
+            raise ValueError(f"resize factor must be positive, got {factor}")
+        self._init(locals())
+
+    def get_transform(self, image):
+        h, w = image.shape[:2]
+        return T.ResizeTransform(h, w, max(1, round(h * self.factor)), max(1, round(w * self.factor)))

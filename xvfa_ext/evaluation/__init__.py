@@ -1,0 +1,28 @@
+"""detectron2 evaluation layer: COCO boxes and keypoints with vertebra OKS sigmas, and screening."""
+
+from typing import List, Optional
+
+from detectron2.data import DatasetCatalog
+from detectron2.evaluation import COCOEvaluator, DatasetEvaluator
+
+from ..layout import NUM_KEYPOINTS
+from .vfa_evaluator import VFAEvaluator
+
+# COCO's sigma is a keypoint's reader deviation over the object's scale (sqrt of its area). Readers
+# deviate about 4.5 px (paper section 3.5) on vertebrae about 90 px across at full resolution:
+# 4.5 / 90 = 0.05. No per-keypoint re-reads exist to tell corners from middle points, so one value.
+VERTEBRA_OKS_SIGMAS = (0.05,) * NUM_KEYPOINTS
+
+
+def build_evaluators(dataset_name: str, output_dir: Optional[str] = None, alpha: float = 0.9) -> List[DatasetEvaluator]:
+    """COCO box and keypoint AP plus the screening metrics, for a registered vertebra dataset."""
+    DatasetCatalog.get(dataset_name)  # a synthetic dataset is written now, before COCO reads its file
+    return [
+        COCOEvaluator(
+            dataset_name, tasks=("bbox", "keypoints"), output_dir=output_dir, kpt_oks_sigmas=VERTEBRA_OKS_SIGMAS
+        ),
+        VFAEvaluator(dataset_name, output_dir=output_dir, alpha=alpha),
+    ]
+
+
+__all__ = ["VERTEBRA_OKS_SIGMAS", "VFAEvaluator", "build_evaluators"]

@@ -1,0 +1,148 @@
+"""Screening evaluation of XVFA predictions in detectron2: vertebrae matched to ground truth by IoU."""
+
+import json
+import logging
+from collections import OrderedDict
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+from detectron2.data import DatasetCatalog
+from detectron2.evaluation import DatasetEvaluator
+from detectron2.structures import BoxMode
+from detectron2.utils import comm
+from scipy.optimize import linear_sum_assignment
+from torchvision.ops import box_iou
+
+from ..metrics import interval_coverage, keypoint_error, screening_metrics
+from ..synthetic_dataset import write_atomic
+
+logger = logging.getLogger(__name__)
+
+
+class VFAEvaluator(DatasetEvaluator):
+    """The paper's screening metrics at vertebra and patient level, keypoint error and eps coverage.
+
+    Each ground-truth vertebra is matched to at most one prediction (Hungarian on IoU, at least
+    ``iou_threshold``). A missed vertebra counts as predicted normal with certainty. Imputed
+    vertebrae are matched, so that finding them is no false positive, but not scored: their labels
+    were not read. Writes ``vfa_metrics.json`` and ``vfa_predictions.json`` into ``output_dir``.
+    """
+
+    def __init__(self, dataset_name: str, output_dir: Optional[str] = None, iou_threshold: float = 0.5, alpha: float = 0.9):
+        self._dataset_name = dataset_name
+        self._output_dir = output_dir
+        self._iou_threshold = iou_threshold
+        self._alpha = alpha
+        self._gt = {r["image_id"]: r for r in DatasetCatalog.get(dataset_name)}
+        self._rows: List[Dict] = []
+        self._false_positives = 0
+
+    def reset(self):
+        self._rows = []
+        self._false_positives = 0
+
+    def process(self, inputs, outputs):
+        for inp, out in zip(inputs, outputs):
+            record = self._gt[inp["image_id"]]
+            pred = out["instances"].to("cpu")
+            anns = record["annotations"]
+            gt_boxes = torch.tensor(
+                [BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in anns], dtype=torch.float32
+            ).reshape(-1, 4)
+            iou = box_iou(gt_boxes, pred.pred_boxes.tensor) if len(pred) and len(anns) else torch.zeros(len(anns), 0)
+            rows, cols = linear_sum_assignment(-iou.numpy()) if iou.numel() else ([], [])
+            match = {int(r): int(c) for r, c in zip(rows, cols) if iou[r, c] >= self._iou_threshold}
+            self._false_positives += len(pred) - len(match)
+            for i, ann in enumerate(anns):
+                kps = np.asarray(ann["keypoints"], dtype=float).reshape(-1, 3)
+                row = {
+                    "image_id": record["image_id"],
+                    "patient_id": record.get("patient_id", str(record["image_id"])),
+                    "level": ann.get("level"),
+                    "imputed": bool(ann.get("imputed", False)),
+                    "grade": int(ann["grade"]),
+                    "morphology": int(ann["morphology"]),
+                    "keypoints": kps[:, :2].tolist(),
+                    "visible": (kps[:, 2] > 0).tolist(),
+                    "matched": i in match,
+                }
+                if i in match:
+                    j = match[i]
+                    row.update(
+                        grade_probs=pred.grade_probs[j].tolist(),
+                        morphology_probs=pred.morphology_probs[j].tolist(),
+                        grade_probs_std=pred.grade_probs_std[j].tolist(),
+                        pred_keypoints=pred.pred_keypoints[j, :, :2].tolist(),
+                        eps=pred.pred_keypoint_eps[j].tolist(),
+                        ratios=pred.ratios[j].tolist(),
+                        score=float(pred.scores[j]),
+                    )
+                else:
+                    row.update(grade_probs=[1.0, 0, 0, 0], morphology_probs=[1.0, 0, 0])
+                self._rows.append(row)
+
+    def evaluate(self):
+        rows = sum(comm.gather(self._rows, dst=0), [])
+        false_positives = sum(comm.gather(self._false_positives, dst=0))
+        if not comm.is_main_process():
+            return {}
+        if not rows:
+            logger.warning(f"VFAEvaluator on {self._dataset_name}: no ground-truth vertebrae were seen")
+            return {}
+        report = self._report(rows, false_positives)
+        if self._output_dir:
+            out = Path(self._output_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            write_atomic(out / "vfa_metrics.json", json.dumps(report, indent=1, allow_nan=False).encode())
+            write_atomic(out / "vfa_predictions.json", json.dumps(rows, allow_nan=False).encode())
+        return OrderedDict({"vfa": _flatten(report)})
+
+    def _report(self, rows: List[Dict], false_positives: int) -> Dict:
+        scored = [r for r in rows if not r["imputed"]]
+        matched = [r for r in scored if r["matched"]]
+        report = {
+            "dataset": self._dataset_name,
+            "alpha": self._alpha,
+            "detection": {
+                "vertebrae": len(rows),
+                "matched": sum(r["matched"] for r in rows),
+                "recall": sum(r["matched"] for r in rows) / len(rows),
+                "false_positives": false_positives,
+            },
+        }
+        if scored:
+            report["screening"] = screening_metrics(
+                [r["grade"] for r in scored],
+                np.array([r["grade_probs"] for r in scored]),
+                [r["morphology"] for r in scored],
+                np.array([r["morphology_probs"] for r in scored]),
+                [r["patient_id"] for r in scored],
+            )
+        if matched:
+            pred = np.array([r["pred_keypoints"] for r in matched])
+            true = np.array([r["keypoints"] for r in matched])
+            visible = np.array([r["visible"] for r in matched])
+            report["keypoint_error"] = keypoint_error(pred, true, visible)
+            report["eps_coverage"] = interval_coverage(pred, true, np.array([r["eps"] for r in matched]), visible)
+        return report
+
+
+def _flatten(report: Dict) -> "OrderedDict[str, float]":
+    """Scalars for detectron2's CSV print and event storage; undefined metrics (None) are left out."""
+    flat = OrderedDict()
+    flat["recall"] = report["detection"]["recall"]
+    screening = report.get("screening", {})
+    for level in ("vertebra", "patient"):
+        for task, values in screening.get(level, {}).get("grade", {}).items():
+            for metric in ("auc", "f1", "sensitivity", "specificity"):
+                if values[metric] is not None:
+                    flat[f"{level}/{task}/{metric}"] = values[metric]
+    for name, values in screening.get("vertebra", {}).get("morphology", {}).items():
+        if values["auc"] is not None:
+            flat[f"vertebra/{name}_vs_rest/auc"] = values["auc"]
+    if "keypoint_error" in report:
+        flat["keypoint_error_px"] = report["keypoint_error"]["mean_px"]
+        flat[f"eps_coverage@{report['alpha']}"] = report["eps_coverage"]["coverage"]
+    return flat

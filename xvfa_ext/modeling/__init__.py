@@ -1,0 +1,16 @@
+"""detectron2/detrex modeling layer: device-safe DINO, the vertebra ROI head and the XVFA model."""
+
+from .dino import DINO, DINOCriterion, DINOTransformer, DINOTransformerDecoder, DINOTransformerEncoder, cuda_calls_on
+from .meta_arch import XVFA
+from .roi_head import VertebraROIHead
+
+__all__ = [
+    "DINO",
+    "DINOCriterion",
+    "DINOTransformer",
+    "DINOTransformerDecoder",
+    "DINOTransformerEncoder",
+    "VertebraROIHead",
+    "XVFA",
+    "cuda_calls_on",
+]

@@ -1,0 +1,108 @@
+"""The XVFA meta-architecture: a box detector, then the fine stage on each vertebra (paper Fig. 2)."""
+
+from typing import Dict, List, Optional
+
+import torch
+from detectron2.modeling import META_ARCH_REGISTRY
+from detectron2.modeling.postprocessing import detector_postprocess
+from torch import nn
+
+from .roi_head import VertebraROIHead, add_morphometry, grayscale_images
+
+
+@META_ARCH_REGISTRY.register()
+class XVFA(nn.Module):
+    """Detector (detrex's DINO, one class) plus :class:`VertebraROIHead`.
+
+    ``train_detector`` and ``train_fine`` choose what trains: both, the detector alone, or the fine
+    stage alone on ground-truth boxes with the detector frozen (or ``detector=None``). At inference
+    the fine stage runs on the detector's boxes scoring at least ``score_threshold`` (at most
+    ``max_vertebrae`` per image), or on the ground-truth boxes when there is no detector.
+    """
+
+    def __init__(
+        self,
+        detector: Optional[nn.Module],
+        roi_head: VertebraROIHead,
+        train_detector: bool = True,
+        train_fine: bool = True,
+        score_threshold: float = 0.2,
+        max_vertebrae: int = 20,
+    ):
+        super().__init__()
+        if detector is None and train_detector:
+            raise ValueError("train_detector=True needs a detector")
+        if not (train_detector or train_fine):
+            raise ValueError("nothing to train: set train_detector or train_fine")
+        self.detector = detector
+        self.roi_head = roi_head
+        self.train_detector = train_detector
+        self.train_fine = train_fine
+        self.score_threshold = score_threshold
+        self.max_vertebrae = max_vertebrae
+        if detector is not None and not train_detector:
+            detector.requires_grad_(False)
+        if not train_fine:
+            roi_head.requires_grad_(False)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.roi_head.parameters()).device
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.detector is not None and not self.train_detector:
+            self.detector.eval()  # frozen: its batch statistics and dropout stay as trained
+        return self
+
+    def forward(self, batched_inputs: List[Dict]):
+        if self.training:
+            return self.losses(batched_inputs)
+        return self.inference(batched_inputs)
+
+    def losses(self, batched_inputs: List[Dict]) -> Dict[str, torch.Tensor]:
+        losses = {}
+        if self.train_detector:
+            losses.update(self.detector(batched_inputs))
+        if self.train_fine:
+            images = grayscale_images(batched_inputs, self.device)
+            instances = [x["instances"].to(self.device) for x in batched_inputs]
+            losses.update(self.roi_head.losses(images, instances))
+        return losses
+
+    def _boxes(self, batched_inputs: List[Dict], image_sizes):
+        """Per image, boxes in input-image pixels and their scores."""
+        if self.detector is None:
+            boxes = [x["instances"].gt_boxes.tensor.to(self.device) for x in batched_inputs]
+            return boxes, [torch.ones(len(b), device=self.device) for b in boxes]
+        boxes, scores = [], []
+        for x, detections, size in zip(batched_inputs, self.detector(batched_inputs), image_sizes):
+            inst = detections["instances"]
+            keep = inst.scores >= self.score_threshold
+            inst = inst[keep][: self.max_vertebrae]
+            # DINO answers in the original image's pixels; the crops come from the input image.
+            h, w = x.get("height", size[0]), x.get("width", size[1])
+            scale = inst.pred_boxes.tensor.new_tensor([size[1] / w, size[0] / h] * 2)
+            boxes.append(inst.pred_boxes.tensor * scale)
+            scores.append(inst.scores)
+        return boxes, scores
+
+    def inference(self, batched_inputs: List[Dict]) -> List[Dict]:
+        images = grayscale_images(batched_inputs, self.device)
+        boxes, scores = self._boxes(batched_inputs, images.image_sizes)
+        results = self.roi_head(images, boxes, scores)
+        processed = []
+        for x, result, size in zip(batched_inputs, results, images.image_sizes):
+            h, w = x.get("height", size[0]), x.get("width", size[1])
+            processed.append({"instances": add_morphometry(_rescale(result, h, w))})
+        return processed
+
+
+def _rescale(result, height: int, width: int):
+    """Boxes, keypoints and their scales from input-image to original-image pixels."""
+    h, w = result.image_size
+    sx, sy = width / w, height / h
+    result.pred_keypoint_scale = result.pred_keypoint_scale * result.pred_keypoint_scale.new_tensor([sx, sy])
+    # The interval radius is a length; a non-uniform resize has no single factor, so take the mean.
+    result.pred_keypoint_eps = result.pred_keypoint_eps * (sx + sy) / 2
+    return detector_postprocess(result, height, width)

@@ -1,0 +1,123 @@
+"""The fine stage as an ROI head: vertebra crops from the input image through :class:`VertebraHead`."""
+
+from typing import Dict, List, Optional
+
+import torch
+from detectron2.structures import Boxes, ImageList, Instances
+from torch import nn
+
+from ..crops import crop_vertebrae, from_crop, jitter_boxes, to_crop
+from ..gsq import morphometry
+from ..uncertainty import DEFAULT_ALPHA, DEFAULT_NUM_SAMPLES
+from ..vertebra_head import VertebraHead
+
+
+def grayscale_images(batched_inputs: List[Dict], device: torch.device) -> ImageList:
+    """Input images as one padded batch of grayscale in [0, 1]: what the crops are cut from."""
+    images = [x["image"].to(device=device, dtype=torch.float32).mean(0, keepdim=True) / 255 for x in batched_inputs]
+    return ImageList.from_tensors(images)
+
+
+class VertebraROIHead(nn.Module):
+    """Crops ``crop_size`` squares around vertebra boxes and runs the fine stage on them.
+
+    Training uses ground-truth boxes enlarged by up to ``box_scale`` and shifted by up to
+    ``box_shift`` pixels (paper suppl. Table 4); inference uses the boxes it is given.
+    """
+
+    def __init__(
+        self,
+        head: VertebraHead,
+        crop_size: int = 224,
+        box_scale: float = 0.35,
+        box_shift: float = 10.0,
+        alpha: float = DEFAULT_ALPHA,
+        num_samples: int = DEFAULT_NUM_SAMPLES,
+    ):
+        super().__init__()
+        self.head = head
+        self.crop_size = crop_size
+        self.box_scale = box_scale
+        self.box_shift = box_shift
+        self.alpha = alpha
+        self.num_samples = num_samples
+
+    def _crops(self, images: ImageList, boxes: List[torch.Tensor]):
+        batch_index = torch.cat([torch.full((len(b),), i, device=images.tensor.device) for i, b in enumerate(boxes)])
+        flat = torch.cat(boxes)
+        crops = crop_vertebrae(images.tensor, flat, batch_index, self.crop_size)
+        return crops, flat
+
+    def losses(self, images: ImageList, instances: List[Instances]) -> Dict[str, torch.Tensor]:
+        device = images.tensor.device
+        boxes = []
+        for inst, size in zip(instances, images.image_sizes):
+            jittered = jitter_boxes(inst.gt_boxes.tensor.to(device), self.box_scale, self.box_shift)
+            b = Boxes(jittered)
+            b.clip(size)
+            boxes.append(b.tensor)
+        crops, flat = self._crops(images, boxes)
+        keypoints = torch.cat([inst.gt_keypoints.tensor for inst in instances]).to(device)
+        outputs = self.head(crops, flat[:, 2:] - flat[:, :2])
+        targets = {
+            "keypoints": to_crop(keypoints[..., :2], flat),
+            "visible": keypoints[..., 2] > 0,
+            "grade": torch.cat([inst.gt_grade for inst in instances]).to(device),
+            "morphology": torch.cat([inst.gt_morphology for inst in instances]).to(device),
+            "imputed": torch.cat([inst.gt_imputed for inst in instances]).to(device),
+        }
+        return self.head.losses(outputs, targets)
+
+    def forward(self, images: ImageList, boxes: List[torch.Tensor], scores: Optional[List[torch.Tensor]] = None) -> List[Instances]:
+        """Per image, ``Instances`` in input-image pixels with keypoints, intervals and GSQ results."""
+        if scores is None:
+            scores = [torch.ones(len(b), device=b.device) for b in boxes]
+        results = [Instances(size) for size in images.image_sizes]
+        counts = [len(b) for b in boxes]
+        crops, flat = self._crops(images, boxes)
+        outputs = self.head(crops, flat[:, 2:] - flat[:, :2])
+        u = self.head.uncertainty(outputs, flat, self.alpha, self.num_samples)
+        keypoints = from_crop(outputs["mu"], flat)
+        scale_px = outputs["scale"] * (flat[:, 2:] - flat[:, :2])[:, None, :]
+        fields = {
+            "pred_keypoint_scale": scale_px,
+            "pred_keypoint_eps": u.eps,
+            "grade_probs": outputs["grade"],
+            "grade_probs_kps": outputs["grade_kps"],
+            "grade_probs_img": outputs["grade_img"],
+            "grade_probs_mean": u.combined_grade_mean,
+            "grade_probs_std": u.combined_grade_std,
+            "grade_probs_kps_mean": u.grade_mean,
+            "grade_probs_kps_std": u.grade_std,
+            "morphology_probs": outputs["morphology"],
+            "morphology_probs_kps": outputs["morphology_kps"],
+            "morphology_probs_img": outputs["morphology_img"],
+            "morphology_probs_mean": u.combined_morphology_mean,
+            "morphology_probs_std": u.combined_morphology_std,
+            "morphology_probs_kps_mean": u.morphology_mean,
+            "morphology_probs_kps_std": u.morphology_std,
+        }
+        score = torch.cat(scores)
+        fields["pred_keypoints"] = torch.cat([keypoints, score[:, None, None].expand(-1, keypoints.shape[1], 1)], -1)
+        start = 0
+        for result, count in zip(results, counts):
+            part = slice(start, start + count)
+            result.pred_boxes = Boxes(flat[part])
+            result.scores = score[part]
+            result.pred_classes = torch.zeros(count, dtype=torch.int64, device=flat.device)
+            for name, value in fields.items():
+                result.set(name, value[part])
+            start += count
+        return results
+
+
+def add_morphometry(instances: Instances) -> Instances:
+    """Heights (ha, hm, hp), ratios (APR, MPR, MAR), reduction and crisp GSQ of the predicted keypoints."""
+    m = morphometry(instances.pred_keypoints[..., :2])
+    instances.heights = torch.stack([m["ha"], m["hm"], m["hp"]], -1)
+    instances.ratios = torch.stack([m["apr"], m["mpr"], m["mar"]], -1)
+    instances.reduction = m["reduction"]
+    instances.pred_grade = instances.grade_probs.argmax(-1)
+    instances.pred_morphology = instances.morphology_probs.argmax(-1)
+    return instances
+
