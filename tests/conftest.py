@@ -1,8 +1,13 @@
 """Shared test setup: the detectron2/detrex skip marker, its loud count, and measured numbers."""
 
 import importlib.util
+import os
+import tempfile
 
 import pytest
+
+# Synthetic datasets registered by xvfa_ext.data are written here, never into the checkout.
+os.environ.setdefault("XVFA_DATASETS", tempfile.mkdtemp(prefix="xvfa_datasets_"))
 
 _MISSING = [name for name in ("detectron2", "detrex") if importlib.util.find_spec(name) is None]
 DETECTRON2_SKIP_REASON = f"needs detectron2 and detrex; missing: {', '.join(_MISSING)}"

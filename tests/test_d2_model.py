@@ -1,0 +1,100 @@
+"""The XVFA meta-architecture on CPU: DINO with denoising, the fine stage, and their outputs."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import requires_detectron2
+
+pytestmark = requires_detectron2
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_cuda_calls_are_redirected_only_inside_the_block():
+    from xvfa_ext.modeling import cuda_calls_on
+
+    x = torch.zeros(2)
+    with cuda_calls_on(torch.device("cpu")):
+        assert x.cuda().device.type == "cpu"
+        assert x.to("cuda").device.type == "cpu"
+        assert x.to(device="cuda:0", dtype=torch.float64).dtype == torch.float64
+    if not torch.cuda.is_available():
+        with pytest.raises((AssertionError, RuntimeError)):
+            x.cuda()
+
+
+def build(config, **overrides):
+    from detectron2.config import LazyConfig, instantiate
+
+    cfg = LazyConfig.load(str(CONFIGS / config))
+    cfg = LazyConfig.apply_overrides(cfg, [f"{k}={v}" for k, v in overrides.items()])
+    torch.manual_seed(0)
+    return instantiate(cfg.model), cfg
+
+
+def batch(is_train, keep_annotations=False):
+    from detectron2.data import DatasetCatalog
+
+    from xvfa_ext.data import VertebraDatasetMapper, build_augmentations
+
+    records = DatasetCatalog.get("xvfa_synthetic_small_train")[:2]
+    mapper = VertebraDatasetMapper(is_train, build_augmentations(is_train), keep_annotations=keep_annotations)
+    return [mapper(r) for r in records]
+
+
+def test_joint_training_step_on_cpu_with_denoising():
+    model, _ = build("xvfa_dino_r50_smoke.py")
+    model.train()
+    losses = model(batch(True))
+    assert {"loss_rle", "loss_gsq_kps", "loss_gsq_img", "loss_class", "loss_class_dn", "loss_bbox_dn"} <= set(losses)
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+    assert model.roi_head.head.keypoint_head.mu.weight.grad.abs().sum() > 0
+    assert model.detector.class_embed[0].weight.grad.abs().sum() > 0
+
+
+def test_inference_outputs_every_field_without_nan():
+    model, _ = build("xvfa_dino_r50_smoke.py")
+    model.eval()
+    inputs = batch(False)
+    with torch.no_grad():
+        outputs = model(inputs)
+    inst = outputs[0]["instances"]
+    assert inst.image_size == (inputs[0]["height"], inputs[0]["width"])
+    assert len(inst) > 0 and inst.pred_keypoints.shape[1:] == (6, 3)
+    for name in ("pred_keypoint_eps", "pred_keypoint_scale", "grade_probs", "grade_probs_kps", "grade_probs_img",
+                 "grade_probs_mean", "grade_probs_std", "morphology_probs", "morphology_probs_mean",
+                 "morphology_probs_std", "heights", "ratios", "reduction"):
+        value = inst.get(name)
+        assert torch.isfinite(value).all(), name
+    torch.testing.assert_close(inst.grade_probs.sum(-1), torch.ones(len(inst)))
+
+
+def test_fine_stage_alone_uses_ground_truth_boxes():
+    model, cfg = build("xvfa_dino_r50_fine.py", **{"model.roi_head.crop_size": 64, "model.roi_head.num_samples": 50})
+    assert model.detector is None
+    model.train()
+    losses = model(batch(True))
+    assert set(losses) == {"loss_rle", "loss_gsq_kps", "loss_gsq_img"}
+    model.eval()
+    inputs = batch(False, keep_annotations=True)
+    with torch.no_grad():
+        inst = model(inputs)[0]["instances"]
+    scale = inputs[0]["width"] / inputs[0]["image"].shape[-1]
+    torch.testing.assert_close(inst.pred_boxes.tensor, inputs[0]["instances"].gt_boxes.tensor * scale)
+    with pytest.raises(ValueError, match="needs a detector"):
+        from xvfa_ext.modeling import XVFA
+
+        XVFA(None, model.roi_head, train_detector=True)
+
+
+@pytest.mark.parametrize("config, kps, img", [("xvfa_fine_kps_regression.py", 0, 0), ("xvfa_fine_gsq.py", 1, 0),
+                                              ("xvfa_fine_image.py", 0, 1), ("xvfa_fine_gsq_image.py", 1, 1)])
+def test_ablation_configs(config, kps, img):
+    from detectron2.config import LazyConfig
+
+    cfg = LazyConfig.load(str(CONFIGS / "ablations" / config))
+    assert (cfg.model.roi_head.head.lambda_kps, cfg.model.roi_head.head.lambda_img) == (kps, img)
+    assert cfg.model.detector is None
