@@ -5,7 +5,7 @@ from .xvfa_dino_r50 import dataloader, lr_multiplier, model, optimizer, train
 model.detector = None
 model.train_detector = False
 dataloader.train.mapper.augmentations.rotation = 20.0
-# About 64 vertebra crops per step (suppl. Table 4): five images of thirteen vertebrae.
-dataloader.train.total_batch_size = 5
+# 64 vertebra crops per step (suppl. Table 4): eight images, eight vertebrae each.
+dataloader.train.total_batch_size = 8
 dataloader.test.mapper.keep_annotations = True
 train.output_dir = "./output/xvfa_dino_r50_fine"

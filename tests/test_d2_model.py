@@ -98,3 +98,17 @@ def test_ablation_configs(config, kps, img):
     cfg = LazyConfig.load(str(CONFIGS / "ablations" / config))
     assert (cfg.model.roi_head.head.lambda_kps, cfg.model.roi_head.head.lambda_img) == (kps, img)
     assert cfg.model.detector is None
+
+
+def test_training_crops_per_image_prefer_labelled_vertebrae():
+    from detectron2.structures import Boxes, Instances
+
+    from xvfa_ext.modeling import VertebraROIHead
+    from xvfa_ext.vertebra_head import VertebraHead
+
+    head = VertebraROIHead(VertebraHead(), crop_size=32, crops_per_image=3)
+    inst = Instances((100, 100))
+    inst.gt_boxes = Boxes(torch.arange(8.0)[:, None].repeat(1, 4) + torch.tensor([0.0, 0.0, 10.0, 10.0]))
+    inst.gt_imputed = torch.tensor([True, False, True, True, False, True, True, True])
+    picked = head._subsample(inst)
+    assert len(picked) == 3 and int((~picked.gt_imputed).sum()) == 2

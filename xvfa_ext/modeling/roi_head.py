@@ -22,7 +22,8 @@ class VertebraROIHead(nn.Module):
     """Crops ``crop_size`` squares around vertebra boxes and runs the fine stage on them.
 
     Training uses ground-truth boxes enlarged by up to ``box_scale`` and shifted by up to
-    ``box_shift`` pixels (paper suppl. Table 4); inference uses the boxes it is given.
+    ``box_shift`` pixels (paper suppl. Table 4), at most ``crops_per_image`` vertebrae of each image
+    (labelled before imputed, in random order); inference uses the boxes it is given.
     """
 
     def __init__(
@@ -33,9 +34,11 @@ class VertebraROIHead(nn.Module):
         box_shift: float = 10.0,
         alpha: float = DEFAULT_ALPHA,
         num_samples: int = DEFAULT_NUM_SAMPLES,
+        crops_per_image: Optional[int] = None,
     ):
         super().__init__()
         self.head = head
+        self.crops_per_image = crops_per_image
         self.crop_size = crop_size
         self.box_scale = box_scale
         self.box_shift = box_shift
@@ -48,8 +51,16 @@ class VertebraROIHead(nn.Module):
         crops = crop_vertebrae(images.tensor, flat, batch_index, self.crop_size)
         return crops, flat
 
+    def _subsample(self, inst: Instances) -> Instances:
+        if self.crops_per_image is None or len(inst) <= self.crops_per_image:
+            return inst
+        order = torch.randperm(len(inst), device=inst.gt_imputed.device)
+        order = order[torch.argsort(inst.gt_imputed[order].int(), stable=True)]
+        return inst[order[: self.crops_per_image]]
+
     def losses(self, images: ImageList, instances: List[Instances]) -> Dict[str, torch.Tensor]:
         device = images.tensor.device
+        instances = [self._subsample(inst) for inst in instances]
         boxes = []
         for inst, size in zip(instances, images.image_sizes):
             jittered = jitter_boxes(inst.gt_boxes.tensor.to(device), self.box_scale, self.box_shift)
