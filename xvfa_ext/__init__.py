@@ -2,5 +2,6 @@
 
 from .gsq import GRADES, MORPHOLOGIES
 from .layout import KEYPOINT_NAMES
+from .reports import classify_keypoints
 
-__all__ = ["GRADES", "KEYPOINT_NAMES", "MORPHOLOGIES"]
+__all__ = ["GRADES", "KEYPOINT_NAMES", "MORPHOLOGIES", "classify_keypoints"]
