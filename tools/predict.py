@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Predict vertebrae, keypoints with intervals and GSQ fractures on radiographs, with reports.
+
+    python tools/predict.py --config-file configs/xvfa_dino_r50.py --weights model_final.pth \\
+        --input scans/ more/*.dcm one.png --output results/ [KEY=VALUE ...]
+
+Inputs are files, folders or globs of PNG, JPEG, TIFF and DICOM. Per image: an annotated PNG and a
+JSON report; over all inputs: vertebrae.csv with one row per vertebra. An input that cannot be read
+is named in the log and skipped; the exit status is then 1. Trailing KEY=VALUE pairs override the
+config, e.g. model.score_threshold=0.5.
+"""
+
+import argparse
+import csv
+import glob
+import io
+import json
+import logging
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import LazyConfig, instantiate
+from detectron2.data import MetadataCatalog
+from detectron2.data import transforms as T
+from tqdm import tqdm
+
+from xvfa_ext.layout import VERTEBRA_LEVELS
+from xvfa_ext.radiograph_io import DICOM_SUFFIXES, IMAGE_SUFFIXES, read_radiograph
+from xvfa_ext.reports import CSV_FIELDS, csv_row, patient_summary, vertebra_report
+from xvfa_ext.synthetic_dataset import write_atomic
+from xvfa_ext.visualizer import VertebraVisualizer, levels_by_position
+
+logger = logging.getLogger("xvfa_ext.predict")
+
+
+def collect_inputs(patterns):
+    """Files named, found in folders (PNG, JPEG, TIFF, DICOM) or matched by globs; unmatched names too."""
+    files, missing = [], []
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            suffixes = IMAGE_SUFFIXES | DICOM_SUFFIXES
+            files += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+        elif path.is_file():
+            files.append(path)
+        else:
+            matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+            files += matches
+            if not matches:
+                missing.append(pattern)
+    unique = list(dict.fromkeys(files))
+    return unique, missing
+
+
+class Predictor:
+    """Builds the model from a config and weights and runs it on one grayscale radiograph."""
+
+    def __init__(self, config_file: str, weights: str, overrides):
+        cfg = LazyConfig.apply_overrides(LazyConfig.load(config_file), overrides)
+        self.model = instantiate(cfg.model).to(cfg.train.device).eval()
+        if self.model.detector is None:
+            raise ValueError(f"{config_file}: the model has no detector; prediction needs one")
+        DetectionCheckpointer(self.model).load(weights)
+        self.augmentations = T.AugmentationList(instantiate(cfg.dataloader.test.mapper.augmentations))
+        self.metadata = MetadataCatalog.get(cfg.dataloader.test.dataset.names)
+
+    def __call__(self, gray: np.ndarray):
+        rgb = np.repeat(gray[:, :, None], 3, axis=2)
+        aug = T.AugInput(rgb)
+        self.augmentations(aug)
+        image = torch.as_tensor(np.ascontiguousarray(aug.image.transpose(2, 0, 1)))
+        with torch.no_grad():
+            out = self.model([{"image": image, "height": gray.shape[0], "width": gray.shape[1]}])
+        return out[0]["instances"].to("cpu")
+
+
+def _report(path: Path, instances, spacing, patient_id):
+    order = np.argsort(instances.pred_boxes.tensor[:, 1].numpy())  # cranial to caudal
+    instances = instances[torch.as_tensor(order, dtype=torch.long)]
+    levels = levels_by_position(instances.pred_boxes.tensor.numpy())
+    vertebrae = []
+    for i in range(len(instances)):
+        probabilities = {
+            task: {
+                "combined": instances.get(f"{task}_probs")[i].numpy(),
+                "keypoints": instances.get(f"{task}_probs_kps")[i].numpy(),
+                "image": instances.get(f"{task}_probs_img")[i].numpy(),
+                "sampled_mean": instances.get(f"{task}_probs_mean")[i].numpy(),
+                "sampled_std": instances.get(f"{task}_probs_std")[i].numpy(),
+            }
+            for task in ("grade", "morphology")
+        }
+        vertebrae.append(
+            vertebra_report(
+                i,
+                instances.pred_boxes.tensor[i].numpy(),
+                float(instances.scores[i]),
+                instances.pred_keypoints[i, :, :2].numpy(),
+                instances.pred_keypoint_eps[i].numpy(),
+                probabilities,
+                spacing,
+                levels[i],
+            )
+        )
+    report = {
+        "image": str(path),
+        "patient_id": patient_id or path.stem,
+        "pixel_spacing_mm": list(spacing) if spacing else None,
+        "levels": "by position, T4 to L4" if len(instances) == len(VERTEBRA_LEVELS) else None,
+        "vertebrae": vertebrae,
+        "patient": patient_summary(vertebrae),
+    }
+    return instances, levels, report
+
+
+def _unique_stem(path: Path, used: set) -> str:
+    stem, k = path.stem, 1
+    while stem in used:
+        k += 1
+        stem = f"{path.stem}_{k}"
+    used.add(stem)
+    return stem
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config-file", required=True)
+    parser.add_argument("--weights", required=True, help="a checkpoint written by tools/train_net.py")
+    parser.add_argument("--input", nargs="+", required=True, help="files, folders or globs")
+    parser.add_argument("--output", required=True, help="folder for the PNGs, JSON reports and vertebrae.csv")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY=VALUE config overrides")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+
+    files, missing = collect_inputs(args.input)
+    failed = [f"{m}: no such file, folder or match" for m in missing]
+    for message in failed:
+        logger.error(message)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    predictor = Predictor(args.config_file, args.weights, args.opts)
+    rows, used = [], set()
+    for path in tqdm(files, desc="radiographs", unit="img"):
+        try:
+            gray, spacing, patient_id = read_radiograph(path)
+        except ValueError as exc:
+            logger.error(f"skipped {exc}")
+            failed.append(str(exc))
+            continue
+        instances, levels, report = _report(path, predictor(gray), spacing, patient_id)
+        stem = _unique_stem(path, used)
+        vis = VertebraVisualizer(np.repeat(gray[:, :, None], 3, 2), predictor.metadata)
+        ok, png = cv2.imencode(".png", vis.draw_predictions(instances, levels).get_image()[:, :, ::-1])
+        write_atomic(out / f"{stem}.png", png.tobytes())
+        write_atomic(out / f"{stem}.json", json.dumps(report, indent=1, allow_nan=False).encode())
+        rows += [csv_row(str(path), v) for v in report["vertebrae"]]
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(out / "vertebrae.csv", table.getvalue().encode())
+    done = len(files) - (len(failed) - len(missing))
+    logger.info(f"{done} of {len(files) + len(missing)} inputs predicted into {out}; {len(failed)} failed")
+    for message in failed:
+        logger.error(f"failed: {message}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""detectron2's Visualizer for vertebrae: boxes, keypoints with intervals, heights and GSQ labels."""
+
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+from detectron2.utils.visualizer import Visualizer
+from matplotlib.patches import Ellipse
+
+from .gsq import GRADES, INVALID
+from .layout import ENDPLATES, HEIGHTS, VERTEBRA_LEVELS
+
+# Label colours by grade: normal, mild, moderate, severe; grey for an invalid vertebra.
+SEVERITY_COLORS = ((0.2, 0.8, 0.2), (1.0, 0.85, 0.1), (1.0, 0.5, 0.0), (0.9, 0.1, 0.1))
+INVALID_COLOR = (0.6, 0.6, 0.6)
+HEIGHT_COLOR = (0.1, 0.7, 1.0)
+
+
+def shape_word(keypoints: np.ndarray, morphology: int) -> str:
+    """'wedge', 'crush' or 'concave' for a fracture's morphology; '' for a normal vertebra."""
+    if morphology == 2:
+        return "concave"
+    if morphology == 1:
+        ha = np.linalg.norm(keypoints[2] - keypoints[5])
+        hp = np.linalg.norm(keypoints[0] - keypoints[3])
+        return "wedge" if ha < hp else "crush"
+    return ""
+
+
+def vertebra_label(level: Optional[str], grade: int, morphology: int, probability: Optional[float], keypoints) -> str:
+    """For example 'L1 moderate wedge 0.82'."""
+    if grade == INVALID:
+        return f"{level or ''} invalid".strip()
+    parts = [level or "", GRADES[grade], shape_word(np.asarray(keypoints), morphology)]
+    if probability is not None:
+        parts.append(f"{probability:.2f}")
+    return " ".join(p for p in parts if p)
+
+
+def levels_by_position(boxes: np.ndarray) -> List[Optional[str]]:
+    """T4..L4 from cranial to caudal when exactly thirteen vertebrae were found, else no levels."""
+    if len(boxes) != len(VERTEBRA_LEVELS):
+        return [None] * len(boxes)
+    order = np.argsort((boxes[:, 1] + boxes[:, 3]) / 2)
+    levels: List[Optional[str]] = [None] * len(boxes)
+    for rank, i in enumerate(order):
+        levels[i] = VERTEBRA_LEVELS[rank]
+    return levels
+
+
+class VertebraVisualizer(Visualizer):
+    """Draws each vertebra's box, its six keypoints with an uncertainty ellipse, the posterior,
+    middle and anterior heights, and a label coloured by severity."""
+
+    def draw_vertebra(
+        self,
+        keypoints: np.ndarray,
+        label: str,
+        grade: int,
+        box: Optional[Sequence[float]] = None,
+        eps: Optional[np.ndarray] = None,
+        scale: Optional[np.ndarray] = None,
+    ):
+        color = SEVERITY_COLORS[grade] if grade != INVALID else INVALID_COLOR
+        kps = np.asarray(keypoints, dtype=float)
+        if box is not None:
+            self.draw_box(box, edge_color=color, alpha=0.8)
+        for i, j in ENDPLATES:
+            self.draw_line(kps[[i, j], 0], kps[[i, j], 1], color=color, linewidth=1)
+        for i, j in HEIGHTS:
+            self.draw_line(kps[[i, j], 0], kps[[i, j], 1], color=HEIGHT_COLOR, linewidth=1.5)
+        for k, (x, y) in enumerate(kps):
+            if eps is not None:
+                # An ellipse of the eps disc's area, stretched like the keypoint's scale.
+                stretch = np.sqrt(scale[k] / scale[k][::-1]) if scale is not None else np.ones(2)
+                width, height = 2 * eps[k] * stretch
+                self.output.ax.add_patch(Ellipse((x, y), width, height, fill=False, edgecolor=color, linewidth=1))
+            self.draw_circle((x, y), color=color, radius=max(1.5, self._default_font_size / 5))
+        anterior = kps[[2, 5]].mean(0)
+        posterior = kps[[0, 3]].mean(0)
+        away = anterior + (anterior - posterior) * 0.6
+        self.draw_text(label, tuple(away), color=color, horizontal_alignment="center", font_size=self._default_font_size * 0.8)
+        return self.output
+
+    def draw_predictions(self, instances, levels: Optional[List[Optional[str]]] = None):
+        """XVFA ``Instances`` (on CPU): every predicted vertebra."""
+        boxes = instances.pred_boxes.tensor.numpy()
+        levels = levels or levels_by_position(boxes)
+        for i in range(len(instances)):
+            grade = int(instances.grade_probs[i].argmax())
+            morphology = int(instances.morphology_probs[i].argmax())
+            kps = instances.pred_keypoints[i, :, :2].numpy()
+            label = vertebra_label(levels[i], grade, morphology, float(instances.grade_probs[i, grade]), kps)
+            self.draw_vertebra(kps, label, grade, boxes[i], instances.pred_keypoint_eps[i].numpy(),
+                               instances.pred_keypoint_scale[i].numpy())
+        return self.output
+
+    def draw_ground_truth(self, record: Dict):
+        """A dataset dict's vertebrae with their annotated grade and morphology."""
+        from detectron2.structures import BoxMode
+
+        for ann in record.get("annotations", []):
+            kps = np.asarray(ann["keypoints"], dtype=float).reshape(-1, 3)[:, :2]
+            box = BoxMode.convert(ann["bbox"], ann["bbox_mode"], BoxMode.XYXY_ABS)
+            tag = " (imputed)" if ann.get("imputed") else ""
+            label = vertebra_label(ann.get("level"), int(ann["grade"]), int(ann["morphology"]), None, kps) + tag
+            self.draw_vertebra(kps, label, int(ann["grade"]), box)
+        return self.output
