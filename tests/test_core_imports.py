@@ -12,6 +12,8 @@ CORE = [
     "xvfa_ext.keypoint_head",
     "xvfa_ext.layout",
     "xvfa_ext.metrics",
+    "xvfa_ext.radiograph_io",
+    "xvfa_ext.reports",
     "xvfa_ext.rle",
     "xvfa_ext.synthetic",
     "xvfa_ext.synthetic_dataset",
