@@ -12,6 +12,8 @@ from .rle import ResidualLogLikelihood
 
 DEFAULT_ALPHA = 0.9
 DEFAULT_NUM_SAMPLES = 1000
+# Levels at which predictions also carry eps, for coverage-against-alpha plots.
+COVERAGE_LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 
 
 def interval_radius(samples: torch.Tensor, centre: torch.Tensor, alpha: float = DEFAULT_ALPHA) -> torch.Tensor:

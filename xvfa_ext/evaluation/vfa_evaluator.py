@@ -16,6 +16,7 @@ from scipy.optimize import linear_sum_assignment
 from torchvision.ops import box_iou
 
 from ..metrics import interval_coverage, keypoint_error, screening_metrics
+from ..uncertainty import COVERAGE_LEVELS
 from ..synthetic_dataset import write_atomic
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class VFAEvaluator(DatasetEvaluator):
                 kps = np.asarray(ann["keypoints"], dtype=float).reshape(-1, 3)
                 row = {
                     "image_id": record["image_id"],
+                    "file_name": record["file_name"],
                     "patient_id": record.get("patient_id", str(record["image_id"])),
                     "level": ann.get("level"),
                     "imputed": bool(ann.get("imputed", False)),
@@ -76,6 +78,7 @@ class VFAEvaluator(DatasetEvaluator):
                         grade_probs_std=pred.grade_probs_std[j].tolist(),
                         pred_keypoints=pred.pred_keypoints[j, :, :2].tolist(),
                         eps=pred.pred_keypoint_eps[j].tolist(),
+                        eps_levels=pred.pred_keypoint_eps_levels[j].tolist(),
                         ratios=pred.ratios[j].tolist(),
                         score=float(pred.scores[j]),
                     )
@@ -126,6 +129,10 @@ class VFAEvaluator(DatasetEvaluator):
             visible = np.array([r["visible"] for r in matched])
             report["keypoint_error"] = keypoint_error(pred, true, visible)
             report["eps_coverage"] = interval_coverage(pred, true, np.array([r["eps"] for r in matched]), visible)
+            levels = np.array([r["eps_levels"] for r in matched])
+            report["eps_coverage_by_alpha"] = {
+                str(a): interval_coverage(pred, true, levels[..., k], visible)["coverage"] for k, a in enumerate(COVERAGE_LEVELS)
+            }
         return report
 
 

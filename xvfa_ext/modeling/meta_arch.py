@@ -105,4 +105,5 @@ def _rescale(result, height: int, width: int):
     result.pred_keypoint_scale = result.pred_keypoint_scale * result.pred_keypoint_scale.new_tensor([sx, sy])
     # The interval radius is a length; a non-uniform resize has no single factor, so take the mean.
     result.pred_keypoint_eps = result.pred_keypoint_eps * (sx + sy) / 2
+    result.pred_keypoint_eps_levels = result.pred_keypoint_eps_levels * (sx + sy) / 2
     return detector_postprocess(result, height, width)
