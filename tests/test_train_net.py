@@ -1,5 +1,6 @@
 """tools/train_net.py end to end on CPU: train, resume, evaluate, and two processes over gloo."""
 
+import json
 import os
 import subprocess
 import sys
@@ -65,3 +66,44 @@ def test_two_cpu_processes(tmp_path):
     assert "World size: 2" in log
     assert (tmp_path / "model_final.pth").is_file()
     assert_evaluated(log)
+
+
+def run_tool(name, *args):
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / name), *args], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    return result.stdout
+
+
+def test_plots_and_agreement_from_a_smoke_evaluation(trained, tmp_path):
+    import cv2
+
+    from xvfa_ext.data import ensure_synthetic
+
+    out, _ = trained
+    # The fine stage on ground-truth boxes, so that every vertebra is matched and every plot drawn.
+    evaluation = tmp_path / "eval"
+    subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "train_net.py"), "--config-file", str(ROOT / "configs" / "xvfa_dino_r50_fine.py"),
+         "--eval-only", f"train.init_checkpoint={out / 'model_final.pth'}", f"train.output_dir={evaluation}",
+         "dataloader.test.dataset.names=xvfa_synthetic_small_val", "dataloader.test.num_workers=0",
+         "model.roi_head.crop_size=112", "model.roi_head.num_samples=200"],
+        check=True, capture_output=True, timeout=600, cwd=ROOT,
+    )
+    printed = run_tool("plot_results.py", "--results", str(evaluation), "--output", str(tmp_path / "plots"))
+    for name in ("gsq_borders_morphology", "gsq_borders_grade", "confusion", "roc", "coverage"):
+        image = cv2.imread(str(tmp_path / "plots" / f"{name}.png"))
+        assert image is not None and image.std() > 0, printed
+
+    val = ensure_synthetic("xvfa_synthetic_small") / "annotations" / "val.json"
+    reread = json.loads(val.read_text())
+    for ann in reread["annotations"]:
+        ann["keypoints"] = [v + (3 if k % 3 == 0 else 4 if k % 3 == 1 else 0) for k, v in enumerate(ann["keypoints"])]
+    second = tmp_path / "reread.json"
+    second.write_text(json.dumps(reread))
+    table_file = tmp_path / "agreement.json"
+    run_tool("agreement.py", "--first", str(val), "--second", str(second), "--predictions",
+             str(evaluation / "vfa_predictions.json"), "--output", str(table_file))
+    table = json.loads(table_file.read_text())
+    assert table["reader_mean_px"] == pytest.approx(5.0)
+    assert table["model_eps_mean_px"] > 0
