@@ -10,6 +10,7 @@ from typing import Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
+import torch
 
 from .gsq import DEFAULT_THRESHOLDS, classify
 from .layout import VERTEBRA_LEVELS
@@ -158,7 +159,7 @@ def _smooth_noise(rng: np.random.Generator, shape, sigma: float) -> np.ndarray:
 def _render(rng: np.random.Generator, cfg: SyntheticConfig, vertebrae, info, matrix) -> np.ndarray:
     h, w, scale = cfg.height, cfg.width, cfg.height / _REFERENCE_HEIGHT
     img = 0.22 + 0.06 * _smooth_noise(rng, (h, w), 40 * scale)  # soft tissue
-    facing, unit = info["facing"], info["unit"]
+    unit = info["unit"]
 
     def poly(points, value, thickness=None):
         pts = np.round(_rotate(points, matrix) * 16).astype(np.int32)[None]
@@ -247,14 +248,12 @@ def image_seed(seed: int, index: int) -> np.random.Generator:
 
 
 
-def synthetic_vertebrae(seed: int, num_images: int, cfg: Optional[SyntheticConfig] = None) -> Dict[str, "torch.Tensor"]:
+def synthetic_vertebrae(seed: int, num_images: int, cfg: Optional[SyntheticConfig] = None) -> Dict[str, torch.Tensor]:
     """Images and their vertebrae as tensors, for training and timing a head without a detector.
 
     Returns ``images`` (B, 1, H, W) in [0, 1], and per vertebra ``boxes`` (N, 4, XYXY), annotated
     ``keypoints`` (N, 6, 2), ``image_index``, ``grade``, ``morphology`` and ``imputed`` (N,).
     """
-    import torch
-
     cfg = cfg or SyntheticConfig()
     images, rows = [], []
     for i in range(num_images):
