@@ -8,6 +8,7 @@ CORE = [
     "xvfa_ext.baseline",
     "xvfa_ext.classification",
     "xvfa_ext.crops",
+    "xvfa_ext.files",
     "xvfa_ext.gsq",
     "xvfa_ext.keypoint_head",
     "xvfa_ext.layout",

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from xvfa_ext.layout import KEYPOINT_NAMES
-from xvfa_ext.synthetic_dataset import write_atomic
+from xvfa_ext.files import write_atomic
 
 
 def read_annotations(path: Path):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from xvfa_ext.layout import KEYPOINT_NAMES
 from xvfa_ext.reports import classify_keypoints
-from xvfa_ext.synthetic_dataset import write_atomic
+from xvfa_ext.files import write_atomic
 
 NUM_COORDS = 2 * len(KEYPOINT_NAMES)
 CSV_OUT = ["id", "grade", "morphology", "height_anterior_px", "height_middle_px", "height_posterior_px", "APR", "MPR",

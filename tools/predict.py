@@ -31,7 +31,7 @@ from tqdm import tqdm
 from xvfa_ext.layout import VERTEBRA_LEVELS
 from xvfa_ext.radiograph_io import DICOM_SUFFIXES, IMAGE_SUFFIXES, read_radiograph
 from xvfa_ext.reports import CSV_FIELDS, csv_row, patient_summary, vertebra_report
-from xvfa_ext.synthetic_dataset import write_atomic
+from xvfa_ext.files import write_atomic
 from xvfa_ext.visualizer import VertebraVisualizer, levels_by_position
 
 logger = logging.getLogger("xvfa_ext.predict")

@@ -14,7 +14,7 @@ from detectron2.data import detection_utils as utils
 from tqdm import tqdm
 
 import xvfa_ext.data  # noqa: F401  (registers the synthetic datasets)
-from xvfa_ext.synthetic_dataset import write_atomic
+from xvfa_ext.files import write_atomic
 from xvfa_ext.visualizer import VertebraVisualizer
 
 

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from .files import write_atomic
 from .layout import KEYPOINT_NAMES, SKELETON
 from .synthetic import SyntheticConfig, generate_image, image_seed, vertebra_box
 
@@ -22,13 +23,6 @@ CATEGORY = {
     "keypoints": list(KEYPOINT_NAMES),
     "skeleton": [[i + 1, j + 1] for i, j in SKELETON],  # COCO counts keypoints from 1
 }
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write a whole file or nothing: a temporary file beside it, then a rename."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _annotations(image_id: int, first_id: int, vertebrae, height: int, width: int) -> List[Dict]:

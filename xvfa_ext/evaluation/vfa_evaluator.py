@@ -17,7 +17,7 @@ from torchvision.ops import box_iou
 
 from ..metrics import interval_coverage, keypoint_error, screening_metrics
 from ..uncertainty import COVERAGE_LEVELS
-from ..synthetic_dataset import write_atomic
+from ..files import write_atomic
 
 logger = logging.getLogger(__name__)
 
