@@ -132,6 +132,7 @@ def main(argv=None) -> int:
     parser.add_argument("--weights", required=True, help="a checkpoint written by tools/train_net.py")
     parser.add_argument("--input", nargs="+", required=True, help="files, folders or globs")
     parser.add_argument("--output", required=True, help="folder for the PNGs, JSON reports and vertebrae.csv")
+    parser.add_argument("--scale", type=float, default=2.0, help="size of the annotated PNGs relative to the input")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY=VALUE config overrides")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
@@ -153,7 +154,7 @@ def main(argv=None) -> int:
             continue
         instances, levels, report = _report(path, predictor(gray), spacing, patient_id)
         stem = _unique_stem(path, used)
-        vis = VertebraVisualizer(np.repeat(gray[:, :, None], 3, 2), predictor.metadata)
+        vis = VertebraVisualizer(np.repeat(gray[:, :, None], 3, 2), predictor.metadata, scale=args.scale)
         ok, png = cv2.imencode(".png", vis.draw_predictions(instances, levels).get_image()[:, :, ::-1])
         write_atomic(out / f"{stem}.png", png.tobytes())
         write_atomic(out / f"{stem}.json", json.dumps(report, indent=1, allow_nan=False).encode())

@@ -73,7 +73,9 @@ class VertebraVisualizer(Visualizer):
                 # An ellipse of the eps disc's area, stretched like the keypoint's scale.
                 stretch = np.sqrt(scale[k] / scale[k][::-1]) if scale is not None else np.ones(2)
                 width, height = 2 * eps[k] * stretch
-                self.output.ax.add_patch(Ellipse((x, y), width, height, fill=False, edgecolor=color, linewidth=1))
+                self.output.ax.add_patch(
+                    Ellipse((x, y), width, height, fill=False, edgecolor=color, linewidth=0.6, alpha=0.6)
+                )
             self.draw_circle((x, y), color=color, radius=max(1.5, self._default_font_size / 5))
         anterior = kps[[2, 5]].mean(0)
         posterior = kps[[0, 3]].mean(0)
