@@ -4,7 +4,12 @@ from .xvfa_dino_r50 import dataloader, lr_multiplier, model, optimizer, train
 
 model.detector = None
 model.train_detector = False
+# Table 4's 5e-5 fine-tunes a pretrained trunk; from random initialisation it needs a larger rate.
+optimizer.params.fine_lr = 1e-3
 dataloader.train.mapper.augmentations.rotation = 20.0
+# Without a detector nothing needs the half-resolution image: crops come from full resolution.
+dataloader.train.mapper.augmentations.resize_factor = 1.0
+dataloader.test.mapper.augmentations.resize_factor = 1.0
 # 64 vertebra crops per step (suppl. Table 4): eight images, eight vertebrae each.
 dataloader.train.total_batch_size = 8
 dataloader.test.mapper.keep_annotations = True
