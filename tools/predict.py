@@ -79,7 +79,8 @@ class Predictor:
 
 
 def _report(path: Path, instances, spacing, patient_id):
-    order = np.argsort(instances.pred_boxes.tensor[:, 1].numpy())  # cranial to caudal
+    boxes = instances.pred_boxes.tensor.numpy()
+    order = np.argsort((boxes[:, 1] + boxes[:, 3]) / 2, kind="stable")  # cranial to caudal, as levels are given
     instances = instances[torch.as_tensor(order, dtype=torch.long)]
     levels = levels_by_position(instances.pred_boxes.tensor.numpy())
     vertebrae = []

@@ -40,7 +40,7 @@ def levels_by_position(boxes: np.ndarray) -> List[Optional[str]]:
     """T4..L4 from cranial to caudal when exactly thirteen vertebrae were found, else no levels."""
     if len(boxes) != len(VERTEBRA_LEVELS):
         return [None] * len(boxes)
-    order = np.argsort((boxes[:, 1] + boxes[:, 3]) / 2)
+    order = np.argsort((boxes[:, 1] + boxes[:, 3]) / 2, kind="stable")
     levels: List[Optional[str]] = [None] * len(boxes)
     for rank, i in enumerate(order):
         levels[i] = VERTEBRA_LEVELS[rank]
