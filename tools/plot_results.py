@@ -23,7 +23,6 @@ from sklearn.metrics import roc_curve  # noqa: E402
 
 from xvfa_ext.gsq import GRADES, MORPHOLOGIES, classify  # noqa: E402
 from xvfa_ext.metrics import GRADE_TASKS, grade_scores  # noqa: E402
-from xvfa_ext.uncertainty import COVERAGE_LEVELS  # noqa: E402
 
 GRADE_COLORS = ("#4caf50", "#ffd54f", "#ff9800", "#e53935")
 MORPHOLOGY_COLORS = ("#4caf50", "#42a5f5", "#ab47bc")
@@ -107,19 +106,15 @@ def plot_roc(rows, path):
     return drawn
 
 
-def plot_coverage(rows, path):
-    matched = [r for r in rows if "eps_levels" in r]
-    if not matched:
-        print("coverage: skipped, the predictions carry no eps at several levels")
+def plot_coverage(metrics, path):
+    by_alpha = metrics.get("eps_coverage_by_alpha")
+    if not by_alpha or None in by_alpha.values():
+        print("coverage: skipped, the evaluation measured no coverage at several levels")
         return False
-    pred = np.array([r["pred_keypoints"] for r in matched])
-    true = np.array([r["keypoints"] for r in matched])
-    visible = np.array([r["visible"] for r in matched])
-    levels = np.array([r["eps_levels"] for r in matched])
-    distance = np.linalg.norm(pred - true, axis=-1)
-    coverage = [float((distance <= levels[..., k])[visible].mean()) for k in range(len(COVERAGE_LEVELS))]
+    alphas = sorted(by_alpha, key=float)
     fig, ax = plt.subplots(figsize=(5, 5))
-    ax.plot(COVERAGE_LEVELS, coverage, "o-", label=f"keypoints ({int(visible.sum())})")
+    ax.plot([float(a) for a in alphas], [by_alpha[a] for a in alphas], "o-",
+            label=f"keypoints ({metrics['eps_coverage']['count']})")
     ax.plot([0.4, 1], [0.4, 1], "k:", linewidth=0.8, label="calibrated")
     ax.set(xlabel="alpha", ylabel="fraction of true keypoints within eps", title="eps coverage", xlim=(0.45, 1),
            ylim=(0, 1))
@@ -157,7 +152,7 @@ def main(argv=None) -> int:
         written.append("confusion.png")
     if scored and plot_roc(scored, out / "roc.png"):
         written.append("roc.png")
-    if plot_coverage(matched, out / "coverage.png"):
+    if plot_coverage(metrics, out / "coverage.png"):
         written.append("coverage.png")
     print(f"wrote {', '.join(written) or 'nothing'} into {out}")
     return 0

@@ -1,7 +1,7 @@
 """Keypoint intervals from the learned density (eq. 6), propagated by sampling to GSQ classes."""
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 
@@ -16,17 +16,24 @@ DEFAULT_NUM_SAMPLES = 1000
 COVERAGE_LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 
 
-def interval_radius(samples: torch.Tensor, centre: torch.Tensor, alpha: float = DEFAULT_ALPHA) -> torch.Tensor:
-    """Radius ``eps`` of the disc around each keypoint that holds ``alpha`` of its samples.
+def interval_radii(samples: torch.Tensor, centre: torch.Tensor, alphas: Sequence[float]) -> torch.Tensor:
+    """Radii ``eps`` of the discs around each keypoint that hold each of ``alphas`` of its samples.
 
-    ``samples`` are ``(..., M, K, 2)`` and ``centre`` ``(..., K, 2)``; the result is ``(..., K)``.
+    ``samples`` are ``(..., M, K, 2)`` and ``centre`` ``(..., K, 2)``; the result is ``(..., K, L)``
+    for ``L`` levels. The sample distances are computed once for every level.
     """
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    for alpha in alphas:
+        if not 0 < alpha < 1:
+            raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
     distance = torch.linalg.vector_norm(samples - centre.unsqueeze(-3), dim=-1)
     if distance.numel() == 0:  # no vertebra: quantile refuses empty input
-        return distance.new_zeros(distance.shape[:-2] + distance.shape[-1:])
-    return torch.quantile(distance, alpha, dim=-2)
+        return distance.new_zeros(distance.shape[:-2] + distance.shape[-1:] + (len(alphas),))
+    return torch.quantile(distance, distance.new_tensor(alphas), dim=-2).movedim(0, -1)
+
+
+def interval_radius(samples: torch.Tensor, centre: torch.Tensor, alpha: float = DEFAULT_ALPHA) -> torch.Tensor:
+    """Radius ``eps`` of the disc around each keypoint that holds ``alpha`` of its samples: ``(..., K)``."""
+    return interval_radii(samples, centre, (alpha,))[..., 0]
 
 
 @dataclass

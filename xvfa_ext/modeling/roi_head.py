@@ -8,7 +8,7 @@ from torch import nn
 
 from ..crops import crop_vertebrae, from_crop, jitter_boxes, to_crop
 from ..gsq import morphometry
-from ..uncertainty import COVERAGE_LEVELS, DEFAULT_ALPHA, DEFAULT_NUM_SAMPLES, interval_radius
+from ..uncertainty import COVERAGE_LEVELS, DEFAULT_ALPHA, DEFAULT_NUM_SAMPLES, interval_radii
 from ..vertebra_head import VertebraHead
 
 
@@ -89,7 +89,7 @@ class VertebraROIHead(nn.Module):
         outputs = self.head(crops, flat[:, 2:] - flat[:, :2])
         u = self.head.uncertainty(outputs, flat, self.alpha, self.num_samples)
         keypoints = from_crop(outputs["mu"], flat)
-        eps_levels = torch.stack([interval_radius(u.samples, keypoints, a) for a in COVERAGE_LEVELS], -1)
+        eps_levels = interval_radii(u.samples, keypoints, COVERAGE_LEVELS)
         scale_px = outputs["scale"] * (flat[:, 2:] - flat[:, :2])[:, None, :]
         fields = {
             "pred_keypoint_scale": scale_px,
