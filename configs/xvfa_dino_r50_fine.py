@@ -1,11 +1,24 @@
 """The fine stage alone: keypoints, RLE and GSQ on ground-truth boxes, no detector (20 degree rotation)."""
 
-from .xvfa_dino_r50 import dataloader, lr_multiplier, model, optimizer, train
+from detectron2.config import LazyCall as L
+from detectron2.solver import WarmupParamScheduler
+from fvcore.common.param_scheduler import CosineParamScheduler
+
+from .xvfa_dino_r50 import dataloader, model, optimizer, train
 
 model.detector = None
 model.train_detector = False
 # Table 4's 5e-5 fine-tunes a pretrained trunk; from random initialisation it needs a larger rate.
 optimizer.params.fine_lr = 1e-3
+# Warm-up, then a cosine decay over whatever train.max_iter is set to.
+lr_multiplier = L(WarmupParamScheduler)(
+    scheduler=L(CosineParamScheduler)(start_value=1.0, end_value=0.01),
+    warmup_length=0.05,
+    warmup_method="linear",
+    warmup_factor=0.01,
+)
+# The classification losses wait for the keypoints, then join over the next 1000 iterations.
+model.roi_head.classification_warmup_iters = 1000
 dataloader.train.mapper.augmentations.rotation = 20.0
 # Without a detector nothing needs the half-resolution image: crops come from full resolution.
 dataloader.train.mapper.augmentations.resize_factor = 1.0

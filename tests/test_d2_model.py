@@ -112,3 +112,28 @@ def test_training_crops_per_image_prefer_labelled_vertebrae():
     inst.gt_imputed = torch.tensor([True, False, True, True, False, True, True, True])
     picked = head._subsample(inst)
     assert len(picked) == 3 and int((~picked.gt_imputed).sum()) == 2
+
+
+def test_classification_losses_wait_for_the_keypoints():
+    from detectron2.utils.events import EventStorage
+
+    model, _ = build("xvfa_dino_r50_fine.py", **{"model.roi_head.crop_size": 64,
+                                                 "model.roi_head.classification_warmup_iters": 4})
+    model.train()
+    inputs = batch(True)
+
+    def losses_at(iteration):
+        torch.manual_seed(1)  # the same crops and jitter at every iteration
+        with EventStorage(start_iter=iteration):
+            return {k: float(v.detach()) for k, v in model(inputs).items()}
+
+    full = losses_at(10)
+    assert full["loss_gsq_kps"] > 0 and full["loss_gsq_img"] > 0
+    for iteration, factor in ((0, 0.0), (3, 0.0), (5, 0.5), (7, 1.0)):
+        losses = losses_at(iteration)
+        assert losses["loss_rle"] == pytest.approx(full["loss_rle"], rel=1e-4)
+        for name in ("loss_gsq_kps", "loss_gsq_img"):
+            assert losses[name] == pytest.approx(factor * full[name], rel=1e-4, abs=1e-7), (iteration, name)
+    torch.manual_seed(1)
+    outside_trainer = model(inputs)  # no event storage: full weight
+    assert float(outside_trainer["loss_gsq_img"]) == pytest.approx(full["loss_gsq_img"], rel=1e-4)

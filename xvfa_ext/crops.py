@@ -35,6 +35,13 @@ def from_crop(points: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     return points * size.reshape(shape) + origin.reshape(shape)
 
 
+def enlarge_boxes(boxes: torch.Tensor, factor: float) -> torch.Tensor:
+    """Boxes ``(N, 4)`` grown about their centres by ``factor`` in width and height."""
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    half = (boxes[:, 2:] - boxes[:, :2]) / 2 * factor
+    return torch.cat([centre - half, centre + half], dim=1)
+
+
 def jitter_boxes(
     boxes: torch.Tensor, max_scale: float = 0.35, max_shift: float = 10.0, generator: Optional[torch.Generator] = None
 ) -> torch.Tensor:

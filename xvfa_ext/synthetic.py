@@ -175,21 +175,23 @@ def _render(rng: np.random.Generator, cfg: SyntheticConfig, vertebrae, info, mat
     poly(lung.astype(float), 0.12)
     texture = _smooth_noise(rng, (h, w), 1.5 * scale)
     body_mask = np.zeros((h, w), np.float32)
+    arch_mask = np.zeros((h, w), np.float32)
     rim_mask = np.zeros((h, w), np.float32)
     for v, (centre, tangent, anterior, depth, height) in zip(vertebrae, info["bodies"]):
         outline = _rotate(_outline(v.keypoints), matrix)
         pts = np.round(outline * 16).astype(np.int32)[None]
         cv2.fillPoly(body_mask, pts, 1.0, lineType=cv2.LINE_AA, shift=4)
-        # Pedicle and arch behind the body's upper half: what tells posterior from anterior.
-        wall = centre - anterior * depth / 2
-        pedicle = np.stack([wall - tangent * height * 0.4, wall + tangent * height * 0.05])
-        arch = pedicle - anterior * depth * rng.uniform(0.3, 0.4)
+        # Pedicle over the body's posterior upper part, as a lateral view projects it, and the arch
+        # behind: the overlap tells posterior from anterior even in a tight crop of the body.
+        root = centre - anterior * depth * 0.3
+        pedicle = np.stack([root - tangent * height * 0.4, root + tangent * height * 0.05])
+        arch = pedicle - anterior * depth * rng.uniform(0.5, 0.6)
         spinous = arch[1] - anterior * depth * rng.uniform(0.3, 0.5) + tangent * height * 0.5
         element = np.round(_rotate(np.stack([pedicle[0], pedicle[1], arch[1], spinous, arch[0]]), matrix) * 16)
-        cv2.fillPoly(body_mask, element.astype(np.int32)[None], 0.7, lineType=cv2.LINE_AA, shift=4)
+        cv2.fillPoly(arch_mask, element.astype(np.int32)[None], 1.0, lineType=cv2.LINE_AA, shift=4)
         cv2.polylines(rim_mask, pts, True, 1.0, max(1, int(round(2.5 * scale))), cv2.LINE_AA, shift=4)
     bone = rng.uniform(0.18, 0.3)
-    img += body_mask * (bone + 0.04 * texture) + rim_mask * rng.uniform(0.12, 0.2)
+    img += (body_mask + 0.7 * arch_mask) * (bone + 0.04 * texture) + rim_mask * rng.uniform(0.12, 0.2)
     # Ribs crossing the thoracic spine, then clutter: wires, gas, an outline of the skin.
     for k in range(int(rng.integers(5, 9))):
         centre, tangent, anterior, _, _ = info["bodies"][min(8, k + int(rng.integers(0, 3)))]

@@ -4,9 +4,10 @@ from typing import Dict, List, Optional
 
 import torch
 from detectron2.structures import Boxes, ImageList, Instances
+from detectron2.utils.events import get_event_storage
 from torch import nn
 
-from ..crops import crop_vertebrae, from_crop, jitter_boxes, to_crop
+from ..crops import crop_vertebrae, enlarge_boxes, from_crop, jitter_boxes, to_crop
 from ..gsq import morphometry
 from ..uncertainty import COVERAGE_LEVELS, DEFAULT_ALPHA, DEFAULT_NUM_SAMPLES, interval_radii
 from ..vertebra_head import VertebraHead
@@ -23,7 +24,14 @@ class VertebraROIHead(nn.Module):
 
     Training uses ground-truth boxes enlarged by up to ``box_scale`` and shifted by up to
     ``box_shift`` pixels (paper suppl. Table 4), at most ``crops_per_image`` vertebrae of each image
-    (labelled before imputed, in random order); inference uses the boxes it is given.
+    (labelled before imputed, in random order). Inference crops the boxes it is given enlarged by
+    half of ``box_scale``, the training crops' mean: the context around a vertebra (its posterior
+    arch, which tells posterior from anterior after a flip) is then what training showed on average.
+
+    The classification terms of eq. 8 (GSQ-guided and image) are off for the first
+    ``classification_warmup_iters`` iterations and ramp up linearly over as many again: from random
+    initialisation they would otherwise shape the shared ResNet-18 before it has learned to tell
+    posterior from anterior, and the keypoints settle between the two.
     """
 
     def __init__(
@@ -35,6 +43,7 @@ class VertebraROIHead(nn.Module):
         alpha: float = DEFAULT_ALPHA,
         num_samples: int = DEFAULT_NUM_SAMPLES,
         crops_per_image: Optional[int] = None,
+        classification_warmup_iters: int = 0,
     ):
         super().__init__()
         self.head = head
@@ -44,12 +53,23 @@ class VertebraROIHead(nn.Module):
         self.box_shift = box_shift
         self.alpha = alpha
         self.num_samples = num_samples
+        if classification_warmup_iters < 0:
+            raise ValueError(f"classification_warmup_iters must be non-negative, got {classification_warmup_iters}")
+        self.classification_warmup_iters = classification_warmup_iters
 
     def _crops(self, images: ImageList, boxes: List[torch.Tensor]):
         batch_index = torch.cat([torch.full((len(b),), i, device=images.tensor.device) for i, b in enumerate(boxes)])
         flat = torch.cat(boxes)
         crops = crop_vertebrae(images.tensor, flat, batch_index, self.crop_size)
         return crops, flat
+
+    def _context_boxes(self, images: ImageList, boxes: List[torch.Tensor]) -> List[torch.Tensor]:
+        result = []
+        for b, size in zip(boxes, images.image_sizes):
+            enlarged = Boxes(enlarge_boxes(b, 1 + self.box_scale / 2))
+            enlarged.clip(size)
+            result.append(enlarged.tensor)
+        return result
 
     def _subsample(self, inst: Instances) -> Instances:
         if self.crops_per_image is None or len(inst) <= self.crops_per_image:
@@ -77,7 +97,19 @@ class VertebraROIHead(nn.Module):
             "morphology": torch.cat([inst.gt_morphology for inst in instances]).to(device),
             "imputed": torch.cat([inst.gt_imputed for inst in instances]).to(device),
         }
-        return self.head.losses(outputs, targets)
+        losses = self.head.losses(outputs, targets)
+        factor = self._classification_factor()
+        return {k: v if k == "loss_rle" else v * factor for k, v in losses.items()}
+
+    def _classification_factor(self) -> float:
+        warmup = self.classification_warmup_iters
+        if warmup == 0:
+            return 1.0
+        try:
+            iteration = get_event_storage().iter
+        except AssertionError:  # outside a trainer: no schedule to follow
+            return 1.0
+        return min(1.0, max(0.0, (iteration + 1 - warmup) / warmup))
 
     def forward(self, images: ImageList, boxes: List[torch.Tensor], scores: Optional[List[torch.Tensor]] = None) -> List[Instances]:
         """Per image, ``Instances`` in input-image pixels with keypoints, intervals and GSQ results."""
@@ -85,7 +117,7 @@ class VertebraROIHead(nn.Module):
             scores = [torch.ones(len(b), device=b.device) for b in boxes]
         results = [Instances(size) for size in images.image_sizes]
         counts = [len(b) for b in boxes]
-        crops, flat = self._crops(images, boxes)
+        crops, flat = self._crops(images, self._context_boxes(images, boxes))
         outputs = self.head(crops, flat[:, 2:] - flat[:, :2])
         u = self.head.uncertainty(outputs, flat, self.alpha, self.num_samples)
         keypoints = from_crop(outputs["mu"], flat)
@@ -111,11 +143,12 @@ class VertebraROIHead(nn.Module):
             "morphology_probs_kps_std": u.morphology_std,
         }
         score = torch.cat(scores)
+        given = torch.cat(boxes)
         fields["pred_keypoints"] = torch.cat([keypoints, score[:, None, None].expand(-1, keypoints.shape[1], 1)], -1)
         start = 0
         for result, count in zip(results, counts):
             part = slice(start, start + count)
-            result.pred_boxes = Boxes(flat[part])
+            result.pred_boxes = Boxes(given[part])
             result.scores = score[part]
             result.pred_classes = torch.zeros(count, dtype=torch.int64, device=flat.device)
             for name, value in fields.items():
