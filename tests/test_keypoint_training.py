@@ -1,5 +1,6 @@
 """Trains the keypoint head with RLE on synthetic crops and checks the intervals on held-out crops."""
 
+import pytest
 import torch
 
 from xvfa_ext.crops import crop_vertebrae, from_crop, jitter_boxes, to_crop
@@ -63,3 +64,24 @@ def test_eps_coverage_on_held_out_crops(measured):
     # Seeds 0-2 reach 0.31-0.51 of the untrained error; 0.6 says the head learned, whatever the seed.
     assert float(error.mean()) < 0.6 * float(error_before.mean())
     assert abs(coverage - ALPHA) <= 0.05
+
+
+def test_bfloat16_trunk_at_inference_only():
+    torch.manual_seed(0)
+    head = KeypointHead()
+    crops = torch.rand(4, 1, 64, 64)
+    head.eval()
+    with torch.no_grad():
+        exact = head(crops)
+        head.inference_dtype = "bfloat16"
+        low = head(crops)
+    assert low["features"].dtype == low["mu"].dtype == torch.float32
+    assert not torch.equal(low["features"], exact["features"])  # the trunk did run in bfloat16
+    torch.testing.assert_close(low["mu"], exact["mu"], atol=1e-3, rtol=0)
+    head.train()  # training stays in float32
+    with torch.no_grad():
+        trained_low = head(crops)["features"]
+        head.inference_dtype = "float32"
+        assert torch.equal(trained_low, head(crops)["features"])
+    with pytest.raises(ValueError, match="inference_dtype"):
+        KeypointHead(inference_dtype="float16")

@@ -123,6 +123,9 @@ model = L(XVFA)(
             grade_weights=None,
             morphology_weights=None,
             imputed_weight=1e-3,
+            # The trunk in bfloat16 at inference: 3.8x faster on this CPU (AMX); on synthetic val
+            # keypoints moved by 0.02 px on average (0.13 px at most) against float32.
+            inference_dtype="bfloat16",
         ),
         crop_size=224,
         box_scale=0.35,
