@@ -66,22 +66,21 @@ def test_eps_coverage_on_held_out_crops(measured):
     assert abs(coverage - ALPHA) <= 0.05
 
 
-def test_bfloat16_trunk_at_inference_only():
+def test_bfloat16_trunk_keeps_the_regressors_in_float32():
     torch.manual_seed(0)
     head = KeypointHead()
     crops = torch.rand(4, 1, 64, 64)
     head.eval()
     with torch.no_grad():
         exact = head(crops)
-        head.inference_dtype = "bfloat16"
+        head.trunk_dtype = "bfloat16"
         low = head(crops)
-    assert low["features"].dtype == low["mu"].dtype == torch.float32
+    assert low["features"].dtype == low["mu"].dtype == low["scale"].dtype == torch.float32
     assert not torch.equal(low["features"], exact["features"])  # the trunk did run in bfloat16
     torch.testing.assert_close(low["mu"], exact["mu"], atol=1e-3, rtol=0)
-    head.train()  # training stays in float32
-    with torch.no_grad():
-        trained_low = head(crops)["features"]
-        head.inference_dtype = "float32"
-        assert torch.equal(trained_low, head(crops)["features"])
-    with pytest.raises(ValueError, match="inference_dtype"):
-        KeypointHead(inference_dtype="float16")
+    head.train()
+    out = head(crops)
+    out["mu"].sum().backward()
+    assert head.mu.weight.grad.dtype == torch.float32 and head.trunk.conv1.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="trunk_dtype"):
+        KeypointHead(trunk_dtype="float16")

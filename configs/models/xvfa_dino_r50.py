@@ -123,10 +123,9 @@ model = L(XVFA)(
             grade_weights=None,
             morphology_weights=None,
             imputed_weight=1e-3,
-            # The trunk in bfloat16 at inference: 3.8x faster on a CPU with AMX, and a trained fine
-            # stage's keypoints on synthetic val moved by 0.02 px on average (0.13 px at most).
-            # "float32" on CPUs without AMX or AVX-512 BF16, where bfloat16 is emulated and slower.
-            inference_dtype="bfloat16",
+            # The trunk in bfloat16: about three times faster on a CPU with AMX. "float32" on CPUs
+            # without AMX or AVX-512 BF16, where bfloat16 is emulated and slower.
+            trunk_dtype="bfloat16",
         ),
         crop_size=224,
         box_scale=0.35,
