@@ -35,8 +35,8 @@ def from_crop(points: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     return points * size.reshape(shape) + origin.reshape(shape)
 
 
-def enlarge_boxes(boxes: torch.Tensor, factor: float) -> torch.Tensor:
-    """Boxes ``(N, 4)`` grown about their centres by ``factor`` in width and height."""
+def enlarge_boxes(boxes: torch.Tensor, factor) -> torch.Tensor:
+    """Boxes ``(N, 4)`` grown about their centres by ``factor``: a number, or ``(N, 2)`` per box and axis."""
     centre = (boxes[:, :2] + boxes[:, 2:]) / 2
     half = (boxes[:, 2:] - boxes[:, :2]) / 2 * factor
     return torch.cat([centre - half, centre + half], dim=1)
@@ -51,6 +51,5 @@ def jitter_boxes(
     """
     n = len(boxes)
     rand = torch.rand(n, 4, generator=generator).to(boxes)
-    centre = (boxes[:, :2] + boxes[:, 2:]) / 2 + (2 * rand[:, :2] - 1) * max_shift
-    half = (boxes[:, 2:] - boxes[:, :2]) / 2 * (1 + max_scale * rand[:, 2:])
-    return torch.cat([centre - half, centre + half], dim=1)
+    shift = (2 * rand[:, :2] - 1) * max_shift
+    return enlarge_boxes(boxes, 1 + max_scale * rand[:, 2:]) + shift.repeat(1, 2)

@@ -13,6 +13,12 @@ from ..uncertainty import COVERAGE_LEVELS, DEFAULT_ALPHA, DEFAULT_NUM_SAMPLES, i
 from ..vertebra_head import VertebraHead
 
 
+def _clipped(boxes: torch.Tensor, image_size) -> torch.Tensor:
+    clipped = Boxes(boxes)
+    clipped.clip(image_size)
+    return clipped.tensor
+
+
 def grayscale_images(batched_inputs: List[Dict], device: torch.device) -> ImageList:
     """Input images as one padded batch of grayscale in [0, 1]: what the crops are cut from."""
     images = [x["image"].to(device=device, dtype=torch.float32).mean(0, keepdim=True) / 255 for x in batched_inputs]
@@ -64,12 +70,8 @@ class VertebraROIHead(nn.Module):
         return crops, flat
 
     def _context_boxes(self, images: ImageList, boxes: List[torch.Tensor]) -> List[torch.Tensor]:
-        result = []
-        for b, size in zip(boxes, images.image_sizes):
-            enlarged = Boxes(enlarge_boxes(b, 1 + self.box_scale / 2))
-            enlarged.clip(size)
-            result.append(enlarged.tensor)
-        return result
+        factor = 1 + self.box_scale / 2
+        return [_clipped(enlarge_boxes(b, factor), size) for b, size in zip(boxes, images.image_sizes)]
 
     def _subsample(self, inst: Instances) -> Instances:
         if self.crops_per_image is None or len(inst) <= self.crops_per_image:
@@ -81,12 +83,10 @@ class VertebraROIHead(nn.Module):
     def losses(self, images: ImageList, instances: List[Instances]) -> Dict[str, torch.Tensor]:
         device = images.tensor.device
         instances = [self._subsample(inst) for inst in instances]
-        boxes = []
-        for inst, size in zip(instances, images.image_sizes):
-            jittered = jitter_boxes(inst.gt_boxes.tensor.to(device), self.box_scale, self.box_shift)
-            b = Boxes(jittered)
-            b.clip(size)
-            boxes.append(b.tensor)
+        boxes = [
+            _clipped(jitter_boxes(inst.gt_boxes.tensor.to(device), self.box_scale, self.box_shift), size)
+            for inst, size in zip(instances, images.image_sizes)
+        ]
         crops, flat = self._crops(images, boxes)
         keypoints = torch.cat([inst.gt_keypoints.tensor for inst in instances]).to(device)
         outputs = self.head(crops, flat[:, 2:] - flat[:, :2])
