@@ -58,7 +58,8 @@ class KeypointHead(nn.Module):
         self.trunk_dtype = trunk_dtype
         self.num_keypoints = num_keypoints
         self.min_scale = min_scale
-        self.trunk = load_resnet18(weights)
+        # Channels-last convolutions are about twice as fast on CPU (oneDNN) and use tensor cores on GPU.
+        self.trunk = load_resnet18(weights).to(memory_format=torch.channels_last)
         self.mu = nn.Linear(FEATURE_DIM, num_keypoints * 2)
         self.scale = nn.Linear(FEATURE_DIM, num_keypoints * 2)
         nn.init.normal_(self.mu.weight, std=1e-3)
@@ -72,7 +73,7 @@ class KeypointHead(nn.Module):
             raise ValueError(f"crops must be shaped (N, 1 or 3, S, S), got {tuple(crops.shape)}")
         x = crops.expand(-1, 3, -1, -1) if crops.shape[1] == 1 else crops
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.trunk_dtype == "bfloat16"):
-            z = self.trunk((x - self.pixel_mean) / self.pixel_std)
+            z = self.trunk(((x - self.pixel_mean) / self.pixel_std).contiguous(memory_format=torch.channels_last))
         z = z.float()
         shape = (len(z), self.num_keypoints, 2)
         return {
