@@ -116,7 +116,9 @@ model = L(XVFA)(
         head=L(VertebraHead)(
             weights=None,  # a local ResNet-18 state dict file, if any
             base="laplace",
-            gsq=L(FuzzyGSQ)(thresholds=(0.20, 0.25, 0.40), temperature=0.01, trainable=False),
+            # tau 0.05 (in units of a height ratio) lets GSQ's gradient reach keypoints a few pixels
+            # from a threshold; at 0.01 it is a spike that knocks the keypoints off while they learn.
+            gsq=L(FuzzyGSQ)(thresholds=(0.20, 0.25, 0.40), temperature=0.05, trainable=False),
             lambda_rle=1.0,
             lambda_kps=1.0,
             lambda_img=1.0,
