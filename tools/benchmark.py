@@ -5,7 +5,10 @@ Prints the median seconds per training iteration (forward, backward, optimizer s
 inference image for each model, timed in turns in one process, their ratios (XVFA / DINO), and the
 peak memory of each (a fresh process per model: resident memory on CPU, allocated memory on CUDA).
 
-    python tools/benchmark.py [--config-file configs/xvfa_dino_r50.py] [--batch 2] [--iters 5]
+    python tools/benchmark.py [--config-file configs/xvfa_dino_r50.py] [--batch 2] [--iters 5] [KEY=VALUE ...]
+
+Trailing KEY=VALUE pairs override the config, e.g. dataloader.test.mapper.augmentations.resize_factor=1.0
+for full-resolution inputs.
 """
 
 import argparse
@@ -33,10 +36,10 @@ def _batches(cfg, batch_size: int):
     return [train_mapper(r) for r in records], [test_mapper(r) for r in records]
 
 
-def _build(config_file: str, batch_size: int):
+def _build(config_file: str, overrides, batch_size: int):
     from detectron2.config import LazyConfig, instantiate
 
-    cfg = LazyConfig.load(config_file)
+    cfg = LazyConfig.apply_overrides(LazyConfig.load(config_file), overrides)
     torch.manual_seed(0)
     xvfa = instantiate(cfg.model)
     # An untrained detector scores no box over the threshold; a trained one finds thirteen vertebrae.
@@ -75,13 +78,13 @@ def _timed(fn, device: str) -> float:
     return time.perf_counter() - start
 
 
-def measure_times(config_file: str, batch_size: int, iters: int) -> dict:
+def measure_times(config_file: str, overrides, batch_size: int, iters: int) -> dict:
     """Median seconds of DINO (the config's detector) and XVFA, timed in turns in one process.
 
     Taking turns exposes both models to the same machine state (caches, clock, other load), so the
     ratios hold still from run to run even where the absolute times drift.
     """
-    xvfa, device, train_inputs, test_inputs = _build(config_file, batch_size)
+    xvfa, device, train_inputs, test_inputs = _build(config_file, overrides, batch_size)
     steps = {"dino": _steps(xvfa.detector, train_inputs, test_inputs), "xvfa": _steps(xvfa, train_inputs, test_inputs)}
     times = {(which, kind): [] for which in steps for kind in ("train", "infer")}
     for round_ in range(iters + 1):  # the first round warms up
@@ -97,9 +100,9 @@ def measure_times(config_file: str, batch_size: int, iters: int) -> dict:
     return result
 
 
-def measure_memory(config_file: str, which: str, batch_size: int) -> float:
+def measure_memory(config_file: str, overrides, which: str, batch_size: int) -> float:
     """Peak memory in GiB of one training iteration and one inference batch of ``which`` alone."""
-    xvfa, device, train_inputs, test_inputs = _build(config_file, batch_size)
+    xvfa, device, train_inputs, test_inputs = _build(config_file, overrides, batch_size)
     model = xvfa.detector if which == "dino" else xvfa
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -117,22 +120,23 @@ def main():
     parser.add_argument("--iters", type=int, default=5, help="timed turns of each model after one warm-up turn")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--only", choices=("dino", "xvfa"), help=argparse.SUPPRESS)
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY=VALUE config overrides, e.g. the input size")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.only:
-        print(measure_memory(args.config_file, args.only, args.batch))
+        print(measure_memory(args.config_file, args.opts, args.only, args.batch))
         return
     peak = {}
     for which in ("dino", "xvfa"):  # a fresh process each: resident memory is per process
         cmd = [sys.executable, __file__, "--only", which, "--config-file", args.config_file, "--batch", str(args.batch),
-               "--threads", str(args.threads)]
+               "--threads", str(args.threads), *args.opts]
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if out.returncode != 0:
             sys.exit(f"benchmark of {which} failed:\n{out.stderr[-2000:]}")
         peak[which] = float(out.stdout.strip().splitlines()[-1])
-    t = measure_times(args.config_file, args.batch, args.iters)
+    t = measure_times(args.config_file, args.opts, args.batch, args.iters)
     memory = "GiB, CUDA" if t["device"] == "cuda" else "GiB, resident"
-    print(f"config {args.config_file}")
+    print(f"config {args.config_file} {' '.join(args.opts)}".rstrip())
     print(f"device {t['device']}, torch {torch.__version__}, {args.threads} threads, batch {args.batch}, "
           f"input {t['input_size'][0]}x{t['input_size'][1]}, median of {args.iters} turns each")
     print(f"{'':28}{'DINO':>10}{'XVFA':>10}{'ratio':>8}")
