@@ -58,7 +58,7 @@ class KeypointHead(nn.Module):
         self.trunk_dtype = trunk_dtype
         self.num_keypoints = num_keypoints
         self.min_scale = min_scale
-        # Channels-last convolutions are about twice as fast on CPU (oneDNN) and use tensor cores on GPU.
+        # Channels-last convolutions run faster on CPU (oneDNN): 1.3 to 1.9 times here, most in bfloat16.
         self.trunk = load_resnet18(weights).to(memory_format=torch.channels_last)
         self.mu = nn.Linear(FEATURE_DIM, num_keypoints * 2)
         self.scale = nn.Linear(FEATURE_DIM, num_keypoints * 2)
