@@ -70,9 +70,12 @@ class VertebraHead(nn.Module):
             return combine_probabilities(keypoint_probs, image_probs)
         return image_probs if use_img else keypoint_probs
 
-    def losses(self, outputs: Dict[str, torch.Tensor], targets: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    def losses(
+        self, outputs: Dict[str, torch.Tensor], targets: Dict[str, torch.Tensor], classification_weight: float = 1.0
+    ) -> Dict[str, torch.Tensor]:
         """``targets``: keypoints (N, 6, 2) in crop coordinates, visible (N, 6), grade, morphology and
-        imputed (N,). Returns ``loss_rle``, ``loss_gsq_kps`` and ``loss_gsq_img``, each weighted."""
+        imputed (N,). Returns ``loss_rle``, ``loss_gsq_kps`` and ``loss_gsq_img``, each weighted; the
+        two classification terms also by ``classification_weight`` (a warm-up schedule's)."""
         imputed = targets.get("imputed")
         loss_rle = self.density(outputs["mu"], outputs["scale"], targets["keypoints"], targets.get("visible"), imputed)
         losses = self.classification_loss(
@@ -82,6 +85,7 @@ class VertebraHead(nn.Module):
             targets["morphology"],
             imputed,
         )
+        losses = {name: classification_weight * value for name, value in losses.items()}
         losses["loss_rle"] = self.lambda_rle * loss_rle
         return losses
 

@@ -97,9 +97,7 @@ class VertebraROIHead(nn.Module):
             "morphology": torch.cat([inst.gt_morphology for inst in instances]).to(device),
             "imputed": torch.cat([inst.gt_imputed for inst in instances]).to(device),
         }
-        losses = self.head.losses(outputs, targets)
-        factor = self._classification_factor()
-        return {k: v if k == "loss_rle" else v * factor for k, v in losses.items()}
+        return self.head.losses(outputs, targets, self._classification_factor())
 
     def _classification_factor(self) -> float:
         warmup = self.classification_warmup_iters
