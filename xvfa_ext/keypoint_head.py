@@ -41,7 +41,7 @@ class KeypointHead(nn.Module):
 
     ``mu`` and ``b`` are ``(N, 6, 2)`` in crop coordinates (0 and 1 at the crop's edges).
     With ``trunk_dtype="bfloat16"`` the trunk computes in bfloat16 (autocast), in training and at
-    inference: about three times faster on CPUs with AMX and on recent GPUs. The regressors, and
+    inference: two to four times faster on CPUs with AMX. The regressors, and
     everything after them, stay in float32.
     """
 
