@@ -145,5 +145,6 @@ def main():
         print(f"{label:28}{d:10.3f}{x:10.3f}{x / d:8.2f}")
     print(f"{'peak memory (' + memory + ')':28}{peak['dino']:10.2f}{peak['xvfa']:10.2f}")
 
+
 if __name__ == "__main__":
     main()
