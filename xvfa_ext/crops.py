@@ -10,9 +10,13 @@ from torchvision.ops import roi_align
 
 
 def crop_vertebrae(images: torch.Tensor, boxes: torch.Tensor, batch_index: torch.Tensor, size: int) -> torch.Tensor:
-    """ROIAlign ``size x size`` crops of ``boxes`` (N, 4, XYXY pixels) from ``images`` (B, C, H, W)."""
+    """ROIAlign ``size x size`` crops of ``boxes`` (N, 4, XYXY pixels) from ``images`` (B, C, H, W).
+
+    Each output pixel averages ``ceil(box side / size)`` samples per axis (ROIAlign's adaptive
+    sampling): one bilinear sample where the crop enlarges the box, an average where it shrinks it.
+    """
     rois = torch.cat([batch_index.to(boxes.dtype)[:, None], boxes], dim=1)
-    return roi_align(images, rois.to(images.dtype), output_size=size, spatial_scale=1.0, sampling_ratio=2, aligned=True)
+    return roi_align(images, rois.to(images.dtype), output_size=size, spatial_scale=1.0, sampling_ratio=0, aligned=True)
 
 
 def _origin_and_size(boxes: torch.Tensor):
