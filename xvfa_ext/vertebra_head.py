@@ -21,7 +21,8 @@ class VertebraHead(nn.Module):
 
     ``lambda_kps`` and ``lambda_img`` choose the paper's ablations; the combined probability uses
     the classifiers whose lambda is positive, and GSQ alone when both are zero. ``trunk_dtype``
-    is the ResNet-18 trunk's compute type (:class:`KeypointHead`).
+    is the ResNet-18 trunk's compute type, ``compile_inference`` compiles it for inference
+    (:class:`KeypointHead`).
     """
 
     def __init__(
@@ -36,11 +37,12 @@ class VertebraHead(nn.Module):
         morphology_weights: Optional[Sequence[float]] = None,
         imputed_weight: float = DEFAULT_IMPUTED_WEIGHT,
         trunk_dtype: str = "float32",
+        compile_inference: bool = False,
     ):
         super().__init__()
         if lambda_rle < 0:
             raise ValueError(f"lambda_rle must be non-negative, got {lambda_rle}")
-        self.keypoint_head = KeypointHead(weights, trunk_dtype=trunk_dtype)
+        self.keypoint_head = KeypointHead(weights, trunk_dtype=trunk_dtype, compile_inference=compile_inference)
         self.density = ResidualLogLikelihood(base=base, imputed_weight=imputed_weight)
         self.gsq = gsq if gsq is not None else FuzzyGSQ()
         self.image_classifier = ImageClassifier(FEATURE_DIM)

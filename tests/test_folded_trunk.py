@@ -1,0 +1,69 @@
+"""The keypoint trunk at inference: BatchNorm folded, weights cast once, optionally compiled."""
+
+import pytest
+import torch
+
+from xvfa_ext.keypoint_head import KeypointHead
+
+
+def _trained_a_little(head: KeypointHead) -> KeypointHead:
+    """A head whose BatchNorm statistics and weights are no longer their initial values."""
+    head.train()
+    with torch.no_grad():
+        for _ in range(3):
+            head(torch.rand(4, 1, 64, 64) * 2)  # running statistics move
+        for p in head.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    return head.eval()
+
+
+def _reference(head: KeypointHead, crops: torch.Tensor) -> torch.Tensor:
+    """The trunk as trained (autocast, BatchNorm as a layer): eval mode with autograd on."""
+    return head(crops)["mu"].detach()
+
+
+@pytest.mark.parametrize("dtype, tolerance", [("float32", 1e-4), ("bfloat16", 3e-2)])
+def test_folded_inference_matches_the_trunk_as_trained(dtype, tolerance):
+    torch.manual_seed(0)
+    head = _trained_a_little(KeypointHead(trunk_dtype=dtype))
+    crops = torch.rand(5, 1, 64, 64)
+    with torch.no_grad():
+        folded = head(crops)["mu"]
+    reference = _reference(head, crops)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in head.folded_trunk._module.modules())
+    assert torch.linalg.vector_norm(folded - reference) / torch.linalg.vector_norm(reference) < tolerance
+
+
+def test_folded_trunk_follows_new_weights():
+    torch.manual_seed(0)
+    head = KeypointHead().eval()
+    crops = torch.rand(3, 1, 64, 64)
+    with torch.no_grad():
+        before = head(crops)["mu"]
+    other = _trained_a_little(KeypointHead())
+    head.load_state_dict(other.state_dict())
+    with torch.no_grad():
+        after = head(crops)["mu"]
+    assert not torch.allclose(before, after, atol=1e-4)
+    torch.testing.assert_close(after, _reference(head, crops), rtol=1e-4, atol=1e-4)
+
+
+def test_training_and_autograd_use_the_trunk_itself():
+    head = KeypointHead().eval()
+    out = head(torch.rand(2, 1, 64, 64))
+    assert out["mu"].requires_grad
+    assert head.folded_trunk._module is None
+
+
+def test_compiled_inference_matches_and_follows_new_weights():
+    torch.manual_seed(0)
+    head = _trained_a_little(KeypointHead(compile_inference=True))
+    for count in (3, 5):  # another batch size runs without a new graph
+        crops = torch.rand(count, 1, 64, 64)
+        with torch.no_grad():
+            compiled = head(crops)["mu"]
+        torch.testing.assert_close(compiled, _reference(head, crops), rtol=1e-3, atol=1e-3)
+    head.load_state_dict(_trained_a_little(KeypointHead()).state_dict())
+    with torch.no_grad():
+        compiled = head(crops)["mu"]
+    torch.testing.assert_close(compiled, _reference(head, crops), rtol=1e-3, atol=1e-3)

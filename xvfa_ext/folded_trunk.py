@@ -1,0 +1,54 @@
+"""A convolutional trunk prepared for inference: BatchNorm folded in, weights in the compute dtype.
+
+Training runs the trunk as it is; at inference each BatchNorm is an affine map that folds into the
+convolution before it, the weights are cast once rather than on every call, and the graph may be
+compiled. On a CPU with AMX this runs a ResNet-18 on 224 px crops in bfloat16 about 1.3 times
+faster than autocast, and about 2 times faster compiled (``tools/benchmark.py``).
+"""
+
+import copy
+from typing import Optional, Tuple
+
+import torch
+from torch import nn
+from torch.fx.experimental.optimization import fuse
+
+
+class FoldedTrunk:
+    """Runs ``trunk`` in eval mode through a folded copy, refreshed when the trunk's state changes.
+
+    The copy is no submodule of the model (it is neither saved nor trained). Its weights are
+    refreshed in place, so a compiled copy is compiled once (``torch.compile`` with dynamic batch
+    size: a few seconds to a minute on the first call) and then follows every training step.
+    """
+
+    def __init__(self, dtype: torch.dtype = torch.float32, compile: bool = False):
+        self.dtype = dtype
+        self.compile = compile
+        self._module: Optional[nn.Module] = None
+        self._run = None
+        self._key: Optional[Tuple] = None
+
+    def _state_key(self, trunk: nn.Module) -> Tuple:
+        tensors = list(trunk.parameters()) + list(trunk.buffers())
+        return tuple((id(t), t._version, t.device) for t in tensors)
+
+    def _refresh(self, trunk: nn.Module) -> None:
+        folded = fuse(copy.deepcopy(trunk).eval()).to(self.dtype)
+        folded = folded.to(memory_format=torch.channels_last).requires_grad_(False)
+        device = next(trunk.parameters()).device
+        if self._module is not None and next(self._module.parameters()).device == device:
+            with torch.no_grad():
+                for mine, theirs in zip(self._module.state_dict().values(), folded.state_dict().values()):
+                    mine.copy_(theirs)
+            return
+        self._module = folded
+        self._run = torch.compile(folded, dynamic=True) if self.compile else folded
+
+    def __call__(self, trunk: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """``trunk(x)`` for an eval-mode trunk without autograd, in ``dtype``; the result in float32."""
+        key = self._state_key(trunk)
+        if key != self._key:
+            self._refresh(trunk)
+            self._key = key
+        return self._run(x.to(self.dtype).contiguous(memory_format=torch.channels_last)).float()
