@@ -1,4 +1,9 @@
-"""The fine stage alone: keypoints, RLE and GSQ on ground-truth boxes, no detector (20 degree rotation)."""
+"""The fine stage alone: keypoints, RLE and GSQ on ground-truth boxes, no detector (20 degree rotation).
+
+Stage two of the paper's schedule. Crops come from the half-resolution input, as in the joint model,
+so that the checkpoint joins a detector trained by ``xvfa_dino_r50_detector.py``
+(``tools/combine_weights.py``).
+"""
 
 from detectron2.config import LazyCall as L
 from detectron2.solver import WarmupParamScheduler
@@ -24,9 +29,6 @@ train.max_iter = 1000
 train.eval_period = 1000
 train.checkpointer.period = 500
 dataloader.train.mapper.augmentations.rotation = 20.0
-# Without a detector nothing needs the half-resolution image: crops come from full resolution.
-dataloader.train.mapper.augmentations.resize_factor = 1.0
-dataloader.test.mapper.augmentations.resize_factor = 1.0
 # 64 vertebra crops per step (suppl. Table 4): eight images, eight vertebrae each.
 dataloader.train.total_batch_size = 8
 dataloader.test.mapper.keep_annotations = True

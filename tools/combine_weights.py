@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""Join a detector checkpoint and a fine-stage checkpoint into one XVFA model (the paper's two stages).
+
+    python tools/combine_weights.py --detector output/xvfa_dino_r50_detector/model_final.pth \\
+        --fine output/xvfa_dino_r50_fine/model_final.pth --output output/xvfa_dino_r50_two_stage.pth
+
+The result holds the detector's ``detector.*`` weights and the fine stage's ``roi_head.*`` weights,
+and loads like any checkpoint of ``configs/xvfa_dino_r50.py`` (``tools/predict.py --weights``,
+``tools/train_net.py --eval-only train.init_checkpoint=...``).
+"""
+
+import argparse
+import io
+import pickle
+import sys
+from pathlib import Path
+
+import torch
+
+from xvfa_ext.files import write_atomic
+
+PARTS = {"detector": "detector.", "fine": "roi_head."}
+
+
+def model_part(path: Path, part: str) -> dict:
+    """The ``part`` weights of the model state in a checkpoint written by tools/train_net.py."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        raise ValueError(f"{path}: cannot read the checkpoint ({exc})") from exc
+    state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: not a model checkpoint (no state dict)")
+    prefix = PARTS[part]
+    weights = {k: v for k, v in state.items() if k.startswith(prefix)}
+    if not weights:
+        raise ValueError(f"{path}: holds no {part} weights (no key starts with '{prefix}')")
+    return weights
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--detector", required=True, type=Path, help="checkpoint of xvfa_dino_r50_detector.py")
+    parser.add_argument("--fine", required=True, type=Path, help="checkpoint of xvfa_dino_r50_fine.py")
+    parser.add_argument("--output", required=True, type=Path)
+    args = parser.parse_args(argv)
+    try:
+        model = {**model_part(args.detector, "detector"), **model_part(args.fine, "fine")}
+    except ValueError as exc:
+        print(f"combine_weights: {exc}", file=sys.stderr)
+        return 2
+    buffer = io.BytesIO()
+    torch.save({"model": model}, buffer)
+    write_atomic(args.output, buffer.getvalue())
+    print(f"wrote {args.output}: {len(model)} tensors, detector from {args.detector}, fine stage from {args.fine}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
