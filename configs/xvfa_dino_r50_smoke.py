@@ -9,6 +9,7 @@ dataloader.train.num_workers = 0
 dataloader.test.num_workers = 0
 model.roi_head.crop_size = 112
 model.roi_head.num_samples = 200
+model.roi_head.head.compile_inference = False  # a few predictions: compiling would cost more than it saves
 model.score_threshold = 0.0
 train.max_iter = 6
 train.eval_period = 6

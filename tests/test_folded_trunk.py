@@ -67,3 +67,23 @@ def test_compiled_inference_matches_and_follows_new_weights():
     with torch.no_grad():
         compiled = head(crops)["mu"]
     torch.testing.assert_close(compiled, _reference(head, crops), rtol=1e-3, atol=1e-3)
+
+
+def test_a_failed_compile_is_reported_and_runs_uncompiled(monkeypatch, caplog):
+    def broken_compile(module, **kwargs):
+        def run(x):
+            raise RuntimeError("no C++ compiler found")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    torch.manual_seed(0)
+    head = KeypointHead(compile_inference=True).eval()
+    crops = torch.rand(2, 1, 64, 64)
+    with torch.no_grad(), caplog.at_level("WARNING"):
+        first, second = head(crops)["mu"], head(crops)["mu"]
+    assert [r.message for r in caplog.records if "uncompiled" in r.message] == [
+        "Compiling the keypoint trunk failed, it runs uncompiled: no C++ compiler found"
+    ]
+    torch.testing.assert_close(first, _reference(head, crops), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(second, first)

@@ -82,15 +82,16 @@ def measure_times(config_file: str, overrides, batch_size: int, iters: int) -> d
     """Median seconds of DINO (the config's detector) and XVFA, timed in turns in one process.
 
     Taking turns exposes both models to the same machine state (caches, clock, other load), so the
-    ratios hold still from run to run even where the absolute times drift.
+    ratios hold still from run to run even where the absolute times drift. Training is timed first,
+    then inference with the weights fixed, as they are when a trained model predicts.
     """
     xvfa, device, train_inputs, test_inputs = _build(config_file, overrides, batch_size)
     steps = {"dino": _steps(xvfa.detector, train_inputs, test_inputs), "xvfa": _steps(xvfa, train_inputs, test_inputs)}
     times = {(which, kind): [] for which in steps for kind in ("train", "infer")}
-    for round_ in range(iters + 1):  # the first round warms up
-        for which, (train_step, infer) in steps.items():
-            for kind, fn in (("train", train_step), ("infer", infer)):
-                seconds = _timed(fn, device)
+    for k, kind in enumerate(("train", "infer")):
+        for round_ in range(iters + 1):  # the first round warms up
+            for which, fns in steps.items():
+                seconds = _timed(fns[k], device)
                 if round_:
                     times[which, kind].append(seconds)
     size = tuple(test_inputs[0]["image"].shape[-2:])

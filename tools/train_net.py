@@ -19,6 +19,7 @@ from detectron2.engine import SimpleTrainer, default_argument_parser, default_se
 from detectron2.engine.defaults import create_ddp_model
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 logger = logging.getLogger("detectron2")
 
@@ -132,6 +133,7 @@ def main(args):
             logging.getLogger(__name__).warning("mixed precision needs CUDA; training in float32 on the CPU")
             cfg.train.amp.enabled = False
     default_setup(cfg, args)
+    setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="xvfa_ext")
     if args.eval_only:
         model = ddp(cfg, build_model(cfg))
         DetectionCheckpointer(model).load(cfg.train.init_checkpoint)

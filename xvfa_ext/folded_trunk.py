@@ -7,11 +7,14 @@ faster than autocast, and about 2 times faster compiled (``tools/benchmark.py``)
 """
 
 import copy
+import logging
 from typing import Optional, Tuple
 
 import torch
 from torch import nn
 from torch.fx.experimental.optimization import fuse
+
+logger = logging.getLogger(__name__)
 
 
 class FoldedTrunk:
@@ -19,7 +22,9 @@ class FoldedTrunk:
 
     The copy is no submodule of the model (it is neither saved nor trained). Its weights are
     refreshed in place, so a compiled copy is compiled once (``torch.compile`` with dynamic batch
-    size: a few seconds to a minute on the first call) and then follows every training step.
+    size: a few seconds to a minute on the first call) and then follows every training step. Where
+    compiling fails (no C++ compiler for the CPU, no Triton for CUDA) it says so once and runs the
+    folded copy uncompiled.
     """
 
     def __init__(self, dtype: torch.dtype = torch.float32, compile: bool = False):
@@ -43,7 +48,10 @@ class FoldedTrunk:
                     mine.copy_(theirs)
             return
         self._module = folded
-        self._run = torch.compile(folded, dynamic=True) if self.compile else folded
+        self._run = folded
+        if self.compile:
+            logger.info("Compiling the keypoint trunk for inference: once, up to a minute")
+            self._run = torch.compile(folded, dynamic=True)
 
     def __call__(self, trunk: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """``trunk(x)`` for an eval-mode trunk without autograd, in ``dtype``; the result in float32."""
@@ -51,4 +59,12 @@ class FoldedTrunk:
         if key != self._key:
             self._refresh(trunk)
             self._key = key
-        return self._run(x.to(self.dtype).contiguous(memory_format=torch.channels_last)).float()
+        x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
+        try:
+            return self._run(x).float()
+        except Exception as exc:  # the compiler's own errors vary by backend and toolchain
+            if self._run is self._module:
+                raise
+            logger.warning(f"Compiling the keypoint trunk failed, it runs uncompiled: {str(exc)[:300]}")
+            self._run = self._module
+            return self._run(x).float()

@@ -128,6 +128,9 @@ model = L(XVFA)(
             # The trunk in bfloat16: about three times faster on a CPU with AMX. "float32" on CPUs
             # without AMX or AVX-512 BF16, where bfloat16 is emulated and slower.
             trunk_dtype="bfloat16",
+            # Inference through a compiled copy of the trunk: 1.3 times faster on CPU than folded
+            # eager (tools/benchmark.py); compiled once, on the first prediction.
+            compile_inference=True,
         ),
         crop_size=224,
         box_scale=0.35,
