@@ -1,7 +1,7 @@
 """The fine stage alone: keypoints, RLE and GSQ on ground-truth boxes, no detector (20 degree rotation).
 
-Stage two of the paper's schedule. Crops come from the half-resolution input, as in the joint model,
-so that the checkpoint joins a detector trained by ``xvfa_dino_r50_detector.py``
+Stage two of the paper's schedule: crops come from the full-resolution radiograph, as in the joint
+model, and the checkpoint joins a detector trained by ``xvfa_dino_r50_detector.py``
 (``tools/combine_weights.py``).
 """
 

@@ -66,11 +66,12 @@ def test_wrong_keypoint_count_and_missing_image_are_named(small, tmp_path):
         load(paths["train"], tmp_path)
 
 
-def test_synthetic_splits_are_written_on_first_use(caplog):
+def test_synthetic_splits_are_written_on_first_use(caplog, monkeypatch, tmp_path):
     from detectron2.data import DatasetCatalog
 
     import xvfa_ext.data  # noqa: F401  (registers the synthetic splits)
 
+    monkeypatch.setenv("XVFA_DATASETS", str(tmp_path))  # not yet written, whatever ran before
     with caplog.at_level(logging.INFO, logger="xvfa_ext.data.datasets"):
         records = DatasetCatalog.get("xvfa_synthetic_small_fold1_val")
     assert records
@@ -114,10 +115,11 @@ def test_mapper_packs_labels_and_names_a_corrupt_image(small, tmp_path):
     from xvfa_ext.data import VertebraDatasetMapper, build_augmentations
 
     records = DatasetCatalog.get("xvfa_test_small")
-    mapper = VertebraDatasetMapper(True, build_augmentations(True, rotation=15, resize_factor=0.5))
+    mapper = VertebraDatasetMapper(True, build_augmentations(True, rotation=15), resize_factor=0.5)
     out = mapper(records[0])
     inst = out["instances"]
-    assert out["image"].shape[1:] == (80, 64)
+    # The detector's input at half resolution, the fine stage's image at full resolution.
+    assert out["image"].shape == (3, 80, 64) and out["fine_image"].shape == (3, 160, 128)
     assert len(inst) == len(records[0]["annotations"])
     assert inst.gt_keypoints.tensor.shape[1:] == (6, 3)
     assert {"gt_grade", "gt_morphology", "gt_imputed"} <= set(inst.get_fields())

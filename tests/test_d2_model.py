@@ -90,6 +90,31 @@ def test_fine_stage_alone_uses_ground_truth_boxes():
         XVFA(None, model.roi_head, train_detector=True)
 
 
+def test_fine_stage_crops_from_full_resolution():
+    """The same radiographs with the detector's input halved or not: the fine stage sees the same crops."""
+    from detectron2.data import DatasetCatalog
+
+    from xvfa_ext.data import VertebraDatasetMapper
+
+    model, _ = build("xvfa_dino_r50_fine.py", **{"model.roi_head.crop_size": 64, "model.roi_head.num_samples": 50})
+    records = DatasetCatalog.get("xvfa_synthetic_small_train")[:2]
+    inputs = {factor: [VertebraDatasetMapper(True, [], resize_factor=factor)(r) for r in records] for factor in (0.5, 1.0)}
+    assert "fine_image" in inputs[0.5][0] and "fine_image" not in inputs[1.0][0]
+    model.eval()
+    with torch.no_grad():
+        half, full = (model(inputs[factor])[0]["instances"] for factor in (0.5, 1.0))
+    model.train()  # after inference: training forwards move the BatchNorm statistics
+    losses = {}
+    for factor in (0.5, 1.0):
+        torch.manual_seed(0)  # the same box jitter and vertebra choice
+        losses[factor] = model(inputs[factor])
+    half_losses, full_losses = losses[0.5], losses[1.0]
+    for name, value in full_losses.items():
+        torch.testing.assert_close(half_losses[name], value, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(half.pred_keypoints, full.pred_keypoints, rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(half.pred_keypoint_eps, full.pred_keypoint_eps, rtol=1e-4, atol=1e-3)
+
+
 @pytest.mark.parametrize("config, kps, img", [("xvfa_fine_kps_regression.py", 0, 0), ("xvfa_fine_gsq.py", 1, 0),
                                               ("xvfa_fine_image.py", 0, 1), ("xvfa_fine_gsq_image.py", 1, 1)])
 def test_ablation_configs(config, kps, img):

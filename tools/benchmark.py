@@ -7,8 +7,8 @@ peak memory of each (a fresh process per model: resident memory on CPU, allocate
 
     python tools/benchmark.py [--config-file configs/xvfa_dino_r50.py] [--batch 2] [--iters 5] [KEY=VALUE ...]
 
-Trailing KEY=VALUE pairs override the config, e.g. dataloader.test.mapper.augmentations.resize_factor=1.0
-for full-resolution inputs.
+Trailing KEY=VALUE pairs override the config, e.g. dataloader.test.mapper.resize_factor=1.0 for
+full-resolution detector inputs.
 """
 
 import argparse
@@ -31,8 +31,9 @@ def _batches(cfg, batch_size: int):
     from xvfa_ext.data import VertebraDatasetMapper
 
     records = DatasetCatalog.get(cfg.dataloader.train.dataset.names)[:batch_size]
-    train_mapper = VertebraDatasetMapper(True, instantiate(cfg.dataloader.test.mapper.augmentations))
-    test_mapper = VertebraDatasetMapper(False, instantiate(cfg.dataloader.test.mapper.augmentations))
+    test_mapper = instantiate(cfg.dataloader.test.mapper)
+    # The training batch as the test mapper makes it, with its annotations: no random augmentation.
+    train_mapper = VertebraDatasetMapper(True, [], resize_factor=cfg.dataloader.test.mapper.resize_factor)
     return [train_mapper(r) for r in records], [test_mapper(r) for r in records]
 
 

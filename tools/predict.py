@@ -25,7 +25,6 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import LazyConfig, instantiate
 from detectron2.data import MetadataCatalog
-from detectron2.data import transforms as T
 from tqdm import tqdm
 
 from xvfa_ext.layout import VERTEBRA_LEVELS
@@ -65,16 +64,13 @@ class Predictor:
         if self.model.detector is None:
             raise ValueError(f"{config_file}: the model has no detector; prediction needs one")
         DetectionCheckpointer(self.model).load(weights)
-        self.augmentations = T.AugmentationList(instantiate(cfg.dataloader.test.mapper.augmentations))
+        self.mapper = instantiate(cfg.dataloader.test.mapper)
         self.metadata = MetadataCatalog.get(cfg.dataloader.test.dataset.names)
 
     def __call__(self, gray: np.ndarray):
-        rgb = np.repeat(gray[:, :, None], 3, axis=2)
-        aug = T.AugInput(rgb)
-        self.augmentations(aug)
-        image = torch.as_tensor(np.ascontiguousarray(aug.image.transpose(2, 0, 1)))
+        inputs, _ = self.mapper.map_image(np.repeat(gray[:, :, None], 3, axis=2))
         with torch.no_grad():
-            out = self.model([{"image": image, "height": gray.shape[0], "width": gray.shape[1]}])
+            out = self.model([dict(inputs, height=gray.shape[0], width=gray.shape[1])])
         return out[0]["instances"].to("cpu")
 
 

@@ -1,4 +1,7 @@
-"""The synthetic vertebra dataset with the augmentations of suppl. Table 4, at half resolution."""
+"""The synthetic vertebra dataset with the augmentations of suppl. Table 4.
+
+The detector sees the radiographs at half resolution; the fine stage crops from full resolution.
+"""
 
 from detectron2.config import LazyCall as L
 from detectron2.data import build_detection_test_loader, build_detection_train_loader, get_detection_dataset_dicts
@@ -13,7 +16,8 @@ dataloader.train = L(build_detection_train_loader)(
     dataset=L(get_detection_dataset_dicts)(names="xvfa_synthetic_train"),
     mapper=L(VertebraDatasetMapper)(
         is_train=True,
-        augmentations=L(build_augmentations)(is_train=True, rotation=15.0, resize_factor=0.5, flip=True),
+        augmentations=L(build_augmentations)(is_train=True, rotation=15.0, flip=True),
+        resize_factor=0.5,
     ),
     total_batch_size=8,
     num_workers=2,
@@ -23,8 +27,9 @@ dataloader.test = L(build_detection_test_loader)(
     dataset=L(get_detection_dataset_dicts)(names="xvfa_synthetic_val", filter_empty=False),
     mapper=L(VertebraDatasetMapper)(
         is_train=False,
-        augmentations=L(build_augmentations)(is_train=False, resize_factor=0.5),
+        augmentations=L(build_augmentations)(is_train=False),
         keep_annotations=False,
+        resize_factor=0.5,
     ),
     num_workers=2,
 )

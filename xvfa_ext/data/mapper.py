@@ -1,7 +1,7 @@
 """Dataset mapper for vertebra radiographs: reads, augments and packs boxes, keypoints and GSQ labels."""
 
 import copy
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -12,30 +12,31 @@ from ..layout import NUM_KEYPOINTS
 from .transforms import RandomBlur, RandomEqualize, RandomInvert, ResizeByFactor
 
 
-def build_augmentations(
-    is_train: bool, rotation: float = 15.0, resize_factor: float = 0.5, flip: bool = True
-) -> List[T.Augmentation]:
-    """Paper suppl. Table 4: equalisation, inversion, rotation, flips and blur, at half resolution.
+def build_augmentations(is_train: bool, rotation: float = 15.0, flip: bool = True) -> List[T.Augmentation]:
+    """Paper suppl. Table 4: equalisation, inversion, rotation, flips and blur (none at test time).
 
-    ``rotation`` is 15 degrees for the detector and 20 for the keypoint stage.
+    ``rotation`` is 15 degrees for the detector and 20 for the keypoint stage. They apply at full
+    resolution; :class:`VertebraDatasetMapper` then halves the detector's input.
     """
-    resize = [ResizeByFactor(resize_factor)] if resize_factor != 1 else []
     if not is_train:
-        return resize
+        return []
     augs = [RandomEqualize(0.5), RandomInvert(0.5), RandomBlur(0.3)]
     if rotation > 0:
         augs.append(T.RandomRotation(angle=[-rotation, rotation], expand=False, sample_style="range"))
     if flip:
         augs.append(T.RandomFlip(0.5, horizontal=True, vertical=False))
-    return resize + augs
+    return augs
 
 
 class VertebraDatasetMapper:
     """Maps a dataset dict to model input, like detectron2's DatasetMapper, keeping GSQ labels.
 
-    Instances carry ``gt_boxes``, ``gt_classes``, ``gt_keypoints`` and per vertebra ``gt_grade``,
-    ``gt_morphology`` and ``gt_imputed``. With ``keep_annotations`` the test-time inputs keep them too,
-    for the fine stage on ground-truth boxes.
+    ``image`` is the detector's input, the augmented radiograph resized by ``resize_factor`` (the
+    paper's half resolution); ``fine_image`` is the same radiograph at full resolution, which the
+    fine stage crops its vertebrae from (absent when ``resize_factor`` is 1). Instances, in
+    ``image`` pixels, carry ``gt_boxes``, ``gt_classes``, ``gt_keypoints`` and per vertebra
+    ``gt_grade``, ``gt_morphology`` and ``gt_imputed``. With ``keep_annotations`` the test-time
+    inputs keep them too, for the fine stage on ground-truth boxes.
     """
 
     def __init__(
@@ -44,9 +45,11 @@ class VertebraDatasetMapper:
         augmentations: Optional[List[T.Augmentation]] = None,
         image_format: str = "RGB",
         keep_annotations: bool = False,
+        resize_factor: float = 0.5,
     ):
         self.is_train = is_train
         self.augmentations = T.AugmentationList(augmentations if augmentations is not None else build_augmentations(is_train))
+        self.resize = ResizeByFactor(resize_factor) if resize_factor != 1 else None
         self.image_format = image_format
         self.keep_annotations = keep_annotations or is_train
         # A horizontal flip keeps every keypoint's label (see the dataset metadata).
@@ -61,15 +64,27 @@ class VertebraDatasetMapper:
             raise ValueError(f"{file_name}: the image is empty")
         return image
 
+    def map_image(self, image: np.ndarray) -> Tuple[Dict[str, torch.Tensor], T.TransformList]:
+        """``image`` and ``fine_image`` of an (H, W, 3) radiograph, and the transforms that made ``image``."""
+        aug_input = T.AugInput(image)
+        transforms = self.augmentations(aug_input)
+        inputs = {}
+        image = aug_input.image
+        if self.resize is not None:
+            inputs["fine_image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+            resize = self.resize.get_transform(image)
+            image = resize.apply_image(image)
+            transforms = transforms + resize
+        inputs["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        return inputs, transforms
+
     def __call__(self, dataset_dict: Dict) -> Dict:
         dataset_dict = copy.deepcopy(dataset_dict)
         image = self._read(dataset_dict["file_name"])
         utils.check_image_size(dataset_dict, image)
-        aug_input = T.AugInput(image)
-        transforms = self.augmentations(aug_input)
-        image = aug_input.image
-        shape = image.shape[:2]
-        dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        inputs, transforms = self.map_image(image)
+        dataset_dict.update(inputs)
+        shape = tuple(inputs["image"].shape[1:])
         annotations = dataset_dict.pop("annotations", None)
         if not self.keep_annotations or annotations is None:
             return dataset_dict

@@ -5,6 +5,7 @@ from typing import Dict, List, Optional
 import torch
 from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.modeling.postprocessing import detector_postprocess
+from detectron2.structures import Boxes, Instances, Keypoints
 from torch import nn
 
 from .roi_head import VertebraROIHead, add_morphometry, grayscale_images
@@ -17,7 +18,9 @@ class XVFA(nn.Module):
     ``train_detector`` and ``train_fine`` choose what trains: both, the detector alone, or the fine
     stage alone on ground-truth boxes with the detector frozen (or ``detector=None``). At inference
     the fine stage runs on the detector's boxes scoring at least ``score_threshold`` (at most
-    ``max_vertebrae`` per image), or on the ground-truth boxes when there is no detector.
+    ``max_vertebrae`` per image), or on the ground-truth boxes when there is no detector. The
+    detector sees the half-resolution ``image``; the fine stage crops from the full-resolution
+    ``fine_image`` where the mapper gives one (:class:`~xvfa_ext.data.VertebraDatasetMapper`).
     """
 
     def __init__(
@@ -66,24 +69,29 @@ class XVFA(nn.Module):
             losses.update(self.detector(batched_inputs))
         if self.train_fine:
             images = grayscale_images(batched_inputs, self.device)
-            instances = [x["instances"].to(self.device) for x in batched_inputs]
+            instances = [
+                _to_fine_image(x["instances"].to(self.device), _fine_image_factor(x, size), size)
+                for x, size in zip(batched_inputs, images.image_sizes)
+            ]
             losses.update(self.roi_head.losses(images, instances))
         return losses
 
     def _boxes(self, batched_inputs: List[Dict], image_sizes):
-        """Per image, boxes in input-image pixels and their scores."""
+        """Per image, boxes in the pixels of the image the crops come from, and their scores."""
         if self.detector is None:
-            boxes = [x["instances"].gt_boxes.tensor.to(self.device) for x in batched_inputs]
+            boxes = [
+                x["instances"].gt_boxes.tensor.to(self.device) * _box_factor(_fine_image_factor(x, size), self.device)
+                for x, size in zip(batched_inputs, image_sizes)
+            ]
             return boxes, [torch.ones(len(b), device=self.device) for b in boxes]
         boxes, scores = [], []
         for x, detections, size in zip(batched_inputs, self.detector(batched_inputs), image_sizes):
             inst = detections["instances"]
             keep = inst.scores >= self.score_threshold
             inst = inst[keep][: self.max_vertebrae]
-            # DINO answers in the original image's pixels; the crops come from the input image.
-            h, w = x.get("height", size[0]), x.get("width", size[1])
-            scale = inst.pred_boxes.tensor.new_tensor([size[1] / w, size[0] / h] * 2)
-            boxes.append(inst.pred_boxes.tensor * scale)
+            # DINO answers in the original image's pixels.
+            h, w = _original_size(x)
+            boxes.append(inst.pred_boxes.tensor * _box_factor((size[1] / w, size[0] / h), self.device))
             scores.append(inst.scores)
         return boxes, scores
 
@@ -91,15 +99,37 @@ class XVFA(nn.Module):
         images = grayscale_images(batched_inputs, self.device)
         boxes, scores = self._boxes(batched_inputs, images.image_sizes)
         results = self.roi_head(images, boxes, scores)
-        processed = []
-        for x, result, size in zip(batched_inputs, results, images.image_sizes):
-            h, w = x.get("height", size[0]), x.get("width", size[1])
-            processed.append({"instances": add_morphometry(_rescale(result, h, w))})
-        return processed
+        return [
+            {"instances": add_morphometry(_rescale(result, *_original_size(x)))} for x, result in zip(batched_inputs, results)
+        ]
+
+
+def _original_size(x: Dict):
+    """(height, width) of the radiograph before the mapper's resize: what outputs are given in."""
+    return x.get("height", x["image"].shape[-2]), x.get("width", x["image"].shape[-1])
+
+
+def _fine_image_factor(x: Dict, crop_image_size):
+    """(x, y) factors from the detector's input pixels to those of the image the crops come from
+    (``fine_image``, or ``image`` itself)."""
+    return crop_image_size[1] / x["image"].shape[-1], crop_image_size[0] / x["image"].shape[-2]
+
+
+def _box_factor(factor, device: torch.device) -> torch.Tensor:
+    return torch.tensor([factor[0], factor[1]] * 2, device=device)
+
+
+def _to_fine_image(instances: Instances, factor, size) -> Instances:
+    """Ground truth moved from the detector's input pixels to those of the image the crops come from."""
+    moved = Instances(size, **instances.get_fields())
+    moved.gt_boxes = Boxes(instances.gt_boxes.tensor * _box_factor(factor, instances.gt_boxes.device))
+    keypoints = instances.gt_keypoints.tensor
+    moved.gt_keypoints = Keypoints(keypoints * keypoints.new_tensor([factor[0], factor[1], 1.0]))
+    return moved
 
 
 def _rescale(result, height: int, width: int):
-    """Boxes, keypoints and their scales from input-image to original-image pixels."""
+    """Boxes, keypoints and their scales from the pixels the crops came from to the original image's."""
     h, w = result.image_size
     sx, sy = width / w, height / h
     result.pred_keypoint_scale = result.pred_keypoint_scale * result.pred_keypoint_scale.new_tensor([sx, sy])

@@ -20,8 +20,12 @@ def _clipped(boxes: torch.Tensor, image_size) -> torch.Tensor:
 
 
 def grayscale_images(batched_inputs: List[Dict], device: torch.device) -> ImageList:
-    """Input images as one padded batch of grayscale in [0, 1]: what the crops are cut from."""
-    images = [x["image"].to(device=device, dtype=torch.float32).mean(0, keepdim=True) / 255 for x in batched_inputs]
+    """What the crops are cut from, as one padded batch of grayscale in [0, 1]: each input's
+    full-resolution ``fine_image``, or its ``image`` where the mapper gives no other."""
+    images = [
+        x.get("fine_image", x["image"]).to(device=device, dtype=torch.float32).mean(0, keepdim=True) / 255
+        for x in batched_inputs
+    ]
     return ImageList.from_tensors(images)
 
 
