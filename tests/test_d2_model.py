@@ -115,6 +115,33 @@ def test_fine_stage_crops_from_full_resolution():
     torch.testing.assert_close(half.pred_keypoint_eps, full.pred_keypoint_eps, rtol=1e-4, atol=1e-3)
 
 
+def test_a_vertebra_found_twice_is_kept_once():
+    from detectron2.config import instantiate
+    from detectron2.structures import Boxes, Instances
+
+    from xvfa_ext.modeling import XVFA
+
+    class Detections(torch.nn.Module):
+        """A detector's answer: two vertebrae, the first found twice, and a low-scoring box."""
+
+        def forward(self, batched_inputs):
+            inst = Instances((96, 64))
+            inst.pred_boxes = Boxes(torch.tensor([[10.0, 10, 50, 30], [11, 11, 51, 31], [10, 32, 50, 52], [0, 0, 20, 20]]))
+            inst.scores = torch.tensor([0.8, 0.9, 0.7, 0.1])
+            return [{"instances": inst}]
+
+    _, cfg = build("xvfa_dino_r50_smoke.py", **{"model.roi_head.num_samples": 50})
+    model = XVFA(Detections(), instantiate(cfg.model.roi_head), train_detector=False, score_threshold=0.2).eval()
+    inputs = {"image": torch.zeros(3, 48, 32, dtype=torch.uint8), "fine_image": torch.zeros(3, 96, 64, dtype=torch.uint8),
+              "height": 96, "width": 64}
+    with torch.no_grad():
+        inst = model([inputs])[0]["instances"]
+    torch.testing.assert_close(inst.scores, torch.tensor([0.9, 0.7]))
+    torch.testing.assert_close(inst.pred_boxes.tensor, torch.tensor([[11.0, 11, 51, 31], [10, 32, 50, 52]]))
+    with pytest.raises(ValueError, match="nms_threshold"):
+        XVFA(Detections(), model.roi_head, train_detector=False, nms_threshold=0.0)
+
+
 @pytest.mark.parametrize("config, kps, img", [("xvfa_fine_kps_regression.py", 0, 0), ("xvfa_fine_gsq.py", 1, 0),
                                               ("xvfa_fine_image.py", 0, 1), ("xvfa_fine_gsq_image.py", 1, 1)])
 def test_ablation_configs(config, kps, img):

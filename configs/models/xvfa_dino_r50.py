@@ -144,4 +144,6 @@ model = L(XVFA)(
     train_fine=True,
     score_threshold=0.2,
     max_vertebrae=20,
+    # Neighbouring vertebrae's boxes overlap little; two boxes over IoU 0.5 are one vertebra.
+    nms_threshold=0.5,
 )

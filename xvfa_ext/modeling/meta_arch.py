@@ -7,6 +7,7 @@ from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes, Instances, Keypoints
 from torch import nn
+from torchvision.ops import nms
 
 from .roi_head import VertebraROIHead, add_morphometry, grayscale_images
 
@@ -18,7 +19,8 @@ class XVFA(nn.Module):
     ``train_detector`` and ``train_fine`` choose what trains: both, the detector alone, or the fine
     stage alone on ground-truth boxes with the detector frozen (or ``detector=None``). At inference
     the fine stage runs on the detector's boxes scoring at least ``score_threshold`` (at most
-    ``max_vertebrae`` per image), or on the ground-truth boxes when there is no detector. The
+    ``max_vertebrae`` per image, none overlapping another by more than ``nms_threshold`` IoU: a
+    vertebra found twice is kept once), or on the ground-truth boxes when there is no detector. The
     detector sees the half-resolution ``image``; the fine stage crops from the full-resolution
     ``fine_image`` where the mapper gives one (:class:`~xvfa_ext.data.VertebraDatasetMapper`).
     """
@@ -31,6 +33,7 @@ class XVFA(nn.Module):
         train_fine: bool = True,
         score_threshold: float = 0.2,
         max_vertebrae: int = 20,
+        nms_threshold: float = 0.5,
     ):
         super().__init__()
         if detector is None and train_detector:
@@ -43,6 +46,9 @@ class XVFA(nn.Module):
         self.train_fine = train_fine
         self.score_threshold = score_threshold
         self.max_vertebrae = max_vertebrae
+        if not 0 < nms_threshold <= 1:
+            raise ValueError(f"nms_threshold must lie in (0, 1], got {nms_threshold}")
+        self.nms_threshold = nms_threshold
         if detector is not None and not train_detector:
             detector.requires_grad_(False)
         if not train_fine:
@@ -87,8 +93,9 @@ class XVFA(nn.Module):
         boxes, scores = [], []
         for x, detections, size in zip(batched_inputs, self.detector(batched_inputs), image_sizes):
             inst = detections["instances"]
-            keep = inst.scores >= self.score_threshold
-            inst = inst[keep][: self.max_vertebrae]
+            inst = inst[inst.scores >= self.score_threshold]
+            # nms keeps the better box of two that overlap: one vertebra found twice.
+            inst = inst[nms(inst.pred_boxes.tensor, inst.scores, self.nms_threshold)[: self.max_vertebrae]]
             # DINO answers in the original image's pixels.
             h, w = _original_size(x)
             boxes.append(inst.pred_boxes.tensor * _box_factor((size[1] / w, size[0] / h), self.device))

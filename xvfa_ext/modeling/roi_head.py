@@ -1,4 +1,4 @@
-"""The fine stage as an ROI head: vertebra crops from the input image through :class:`VertebraHead`."""
+"""The fine stage as an ROI head: vertebra crops from the full-resolution image through :class:`VertebraHead`."""
 
 from typing import Dict, List, Optional
 
@@ -114,7 +114,7 @@ class VertebraROIHead(nn.Module):
         return min(1.0, max(0.0, (iteration + 1 - warmup) / warmup))
 
     def forward(self, images: ImageList, boxes: List[torch.Tensor], scores: Optional[List[torch.Tensor]] = None) -> List[Instances]:
-        """Per image, ``Instances`` in input-image pixels with keypoints, intervals and GSQ results."""
+        """Per image, ``Instances`` in the pixels of ``images`` with keypoints, intervals and GSQ results."""
         if scores is None:
             scores = [torch.ones(len(b), device=b.device) for b in boxes]
         results = [Instances(size) for size in images.image_sizes]
