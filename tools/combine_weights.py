@@ -25,7 +25,7 @@ PARTS = {"detector": "detector.", "fine": "roi_head."}
 def model_part(path: Path, part: str) -> dict:
     """The ``part`` weights of the model state in a checkpoint written by tools/train_net.py."""
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
         raise ValueError(f"{path}: cannot read the checkpoint ({exc})") from exc
     state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
