@@ -24,7 +24,7 @@ lr_multiplier = L(WarmupParamScheduler)(
 )
 # The classification losses wait 100 iterations for the keypoints, then join over the next 100.
 model.roi_head.classification_warmup_iters = 100
-# About 40 minutes on two CPU cores (README: what it reaches).
+# 22 to 38 minutes on two CPU cores (README: what it reaches).
 train.max_iter = 1000
 train.eval_period = 1000
 train.checkpointer.period = 500
