@@ -28,6 +28,11 @@ def build_augmentations(is_train: bool, rotation: float = 15.0, flip: bool = Tru
     return augs
 
 
+def _chw_tensor(image: np.ndarray) -> torch.Tensor:
+    """An (H, W, C) array as the (C, H, W) tensor detectron2 models take."""
+    return torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+
+
 class VertebraDatasetMapper:
     """Maps a dataset dict to model input, like detectron2's DatasetMapper, keeping GSQ labels.
 
@@ -71,11 +76,11 @@ class VertebraDatasetMapper:
         inputs = {}
         image = aug_input.image
         if self.resize is not None:
-            inputs["fine_image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+            inputs["fine_image"] = _chw_tensor(image)
             resize = self.resize.get_transform(image)
             image = resize.apply_image(image)
             transforms = transforms + resize
-        inputs["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        inputs["image"] = _chw_tensor(image)
         return inputs, transforms
 
     def __call__(self, dataset_dict: Dict) -> Dict:
