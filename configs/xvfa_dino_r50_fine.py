@@ -2,7 +2,7 @@
 
 Stage two of the paper's schedule: crops come from the full-resolution radiograph, as in the joint
 model, and the checkpoint joins a detector trained by ``xvfa_dino_r50_detector.py``
-(``tools/combine_weights.py``).
+(``tools/combine_weights.py``). The recipe and what each part of it measured: README, "The fine stage".
 """
 
 from detectron2.config import LazyCall as L
@@ -13,21 +13,24 @@ from .xvfa_dino_r50 import dataloader, model, optimizer, train
 
 model.detector = None
 model.train_detector = False
+# Vertebrae are about 26 px tall at the synthetic default: 64 px crops hold all they show.
+model.roi_head.crop_size = 64
 # Table 4's 5e-5 fine-tunes a pretrained trunk; from random initialisation it needs a larger rate.
 optimizer.params.fine_lr = 1e-3
-# Warm-up, then a cosine decay over whatever train.max_iter is set to.
 lr_multiplier = L(WarmupParamScheduler)(
     scheduler=L(CosineParamScheduler)(start_value=1.0, end_value=0.01),
-    warmup_length=0.05,
+    warmup_length=0.03,
     warmup_method="linear",
     warmup_factor=0.01,
 )
-# The classification losses wait 100 iterations for the keypoints, then join over the next 100.
-model.roi_head.classification_warmup_iters = 100
-# 22 to 38 minutes on two CPU cores (README: what it reaches).
-train.max_iter = 1000
-train.eval_period = 1000
+train.max_iter = 2400
+# The classification losses join once the keypoints are placed.
+model.roi_head.classification_warmup_iters = 500
+train.eval_period = train.max_iter
 train.checkpointer.period = 500
+train.seed = 0
+# Fresh synthetic radiographs with every vertebra read, instead of the 140 training images.
+dataloader.train.dataset.names = "xvfa_synthetic_large_train"
 dataloader.train.mapper.augmentations.rotation = 20.0
 # 64 vertebra crops per step (suppl. Table 4): eight images, eight vertebrae each.
 dataloader.train.total_batch_size = 8

@@ -53,18 +53,23 @@ class FoldedTrunk:
             logger.info("Compiling the keypoint trunk for inference: once, up to a minute")
             self._run = torch.compile(folded, dynamic=True)
 
-    def __call__(self, trunk: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """``trunk(x)`` for an eval-mode trunk without autograd, in ``dtype``; the result in float32."""
+    def __call__(self, trunk: nn.Module, x: torch.Tensor):
+        """``trunk(x)`` for an eval-mode trunk without autograd, in ``dtype``; the result (a tensor
+        or a tuple of tensors) in float32."""
         key = self._state_key(trunk)
         if key != self._key:
             self._refresh(trunk)
             self._key = key
         x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
         try:
-            return self._run(x).float()
+            return _float(self._run(x))
         except Exception as exc:  # the compiler's own errors vary by backend and toolchain
             if self._run is self._module:
                 raise
             logger.warning(f"Compiling the keypoint trunk failed, it runs uncompiled: {str(exc)[:300]}")
             self._run = self._module
-            return self._run(x).float()
+            return _float(self._run(x))
+
+
+def _float(out):
+    return tuple(t.float() for t in out) if isinstance(out, tuple) else out.float()

@@ -20,9 +20,10 @@ class VertebraHead(nn.Module):
     """ResNet-18 keypoints with an RLE density, fuzzy GSQ and an image classifier (eq. 4-8).
 
     ``lambda_kps`` and ``lambda_img`` choose the paper's ablations; the combined probability uses
-    the classifiers whose lambda is positive, and GSQ alone when both are zero. ``trunk_dtype``
-    is the ResNet-18 trunk's compute type, ``compile_inference`` compiles it for inference
-    (:class:`KeypointHead`).
+    the classifiers whose lambda is positive, and GSQ alone when both are zero. ``regressor`` is
+    how the keypoint means are made, ``trunk_dtype`` the ResNet-18 trunk's compute type ("auto":
+    bfloat16 where the hardware runs it natively), ``compile_inference`` compiles the trunk for
+    inference (:class:`KeypointHead`).
     """
 
     def __init__(
@@ -36,13 +37,16 @@ class VertebraHead(nn.Module):
         grade_weights: Optional[Sequence[float]] = None,
         morphology_weights: Optional[Sequence[float]] = None,
         imputed_weight: float = DEFAULT_IMPUTED_WEIGHT,
-        trunk_dtype: str = "float32",
+        trunk_dtype: str = "auto",
         compile_inference: bool = False,
+        regressor: str = "heatmap",
     ):
         super().__init__()
         if lambda_rle < 0:
             raise ValueError(f"lambda_rle must be non-negative, got {lambda_rle}")
-        self.keypoint_head = KeypointHead(weights, trunk_dtype=trunk_dtype, compile_inference=compile_inference)
+        self.keypoint_head = KeypointHead(
+            weights, trunk_dtype=trunk_dtype, compile_inference=compile_inference, regressor=regressor
+        )
         self.density = ResidualLogLikelihood(base=base, imputed_weight=imputed_weight)
         self.gsq = gsq if gsq is not None else FuzzyGSQ()
         self.image_classifier = ImageClassifier(FEATURE_DIM)

@@ -125,9 +125,10 @@ model = L(XVFA)(
             grade_weights=None,
             morphology_weights=None,
             imputed_weight=1e-3,
-            # The trunk in bfloat16: about three times faster on a CPU with AMX. "float32" on CPUs
-            # without AMX or AVX-512 BF16, where bfloat16 is emulated and slower.
-            trunk_dtype="bfloat16",
+            # bfloat16 where the hardware runs it natively (AMX or AVX-512 BF16 CPUs, CUDA), else
+            # float32: on an AVX2-only CPU bfloat16 is emulated and many times slower.
+            trunk_dtype="auto",
+            regressor="heatmap",
             # Inference through a compiled copy of the trunk: 1.3 times faster on CPU than folded
             # eager (tools/benchmark.py); compiled once, on the first prediction.
             compile_inference=True,

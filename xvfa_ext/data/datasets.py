@@ -107,7 +107,11 @@ def register_vertebra_coco(name: str, json_file: str, image_root: str, image_ids
 SYNTHETIC_DATASETS = {
     "xvfa_synthetic": ("synthetic", 200, SyntheticConfig(prevalence="enriched")),
     "xvfa_synthetic_small": ("synthetic_small", 40, SyntheticConfig(height=256, width=192, prevalence="enriched")),
+    # Fresh images (another seed) with every vertebra read: training data for the fine stage.
+    "xvfa_synthetic_large": ("synthetic_large", 1000, SyntheticConfig(prevalence="enriched", labelled_fraction=1.0)),
 }
+# The seed each synthetic dataset is drawn with; no image of one is an image of another.
+SYNTHETIC_SEEDS = {"xvfa_synthetic": 0, "xvfa_synthetic_small": 0, "xvfa_synthetic_large": 1}
 
 
 def datasets_root() -> Path:
@@ -120,7 +124,7 @@ def ensure_synthetic(prefix: str) -> Path:
     root = datasets_root() / folder
     if not (root / "annotations" / "folds.json").is_file():
         logger.info(f"Writing the synthetic dataset '{prefix}' ({num_images} images) into {root}, on first use")
-        write_synthetic_dataset(root, num_images, seed=0, config=config, progress=False)
+        write_synthetic_dataset(root, num_images, seed=SYNTHETIC_SEEDS[prefix], config=config, progress=False)
     return root
 
 
