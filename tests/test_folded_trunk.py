@@ -22,10 +22,11 @@ def _reference(head: KeypointHead, crops: torch.Tensor) -> torch.Tensor:
     return head(crops)["mu"].detach()
 
 
+@pytest.mark.parametrize("regressor", ["heatmap", "pooled"])
 @pytest.mark.parametrize("dtype, tolerance", [("float32", 1e-4), ("bfloat16", 3e-2)])
-def test_folded_inference_matches_the_trunk_as_trained(dtype, tolerance):
+def test_folded_inference_matches_the_trunk_as_trained(dtype, tolerance, regressor):
     torch.manual_seed(0)
-    head = _trained_a_little(KeypointHead(trunk_dtype=dtype))
+    head = _trained_a_little(KeypointHead(trunk_dtype=dtype, regressor=regressor))
     crops = torch.rand(5, 1, 64, 64)
     with torch.no_grad():
         folded = head(crops)["mu"]

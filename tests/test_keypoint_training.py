@@ -5,7 +5,7 @@ import torch
 
 from xvfa_ext.crops import crop_vertebrae, from_crop, jitter_boxes, to_crop
 from xvfa_ext.gsq import FuzzyGSQ
-from xvfa_ext.keypoint_head import KeypointHead
+from xvfa_ext.keypoint_head import KeypointHead, resolve_trunk_dtype, soft_argmax
 from xvfa_ext.rle import ResidualLogLikelihood
 from xvfa_ext.synthetic import SyntheticConfig, synthetic_vertebrae
 from xvfa_ext.uncertainty import estimate_uncertainty
@@ -66,6 +66,29 @@ def test_eps_coverage_on_held_out_crops(measured):
     assert abs(coverage - ALPHA) <= 0.05
 
 
+@pytest.mark.parametrize("amx, avx512_bf16, expected", [(True, False, "bfloat16"), (False, True, "bfloat16"), (False, False, "float32")])
+def test_auto_dtype_follows_the_cpu_and_is_logged_once(monkeypatch, caplog, amx, avx512_bf16, expected):
+    import xvfa_ext.keypoint_head as kh
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(kh, "_LOGGED", set())
+    with caplog.at_level("INFO", logger="xvfa_ext.keypoint_head"):
+        assert resolve_trunk_dtype("auto", "cpu") == expected
+        assert KeypointHead(trunk_dtype="auto").trunk_dtype == expected
+    assert [r.message for r in caplog.records] == [f"Keypoint trunk computes in {expected} (CPU {torch.backends.cpu.get_cpu_capability()}; trunk_dtype='auto')"]
+    assert resolve_trunk_dtype("float32", "cpu") == "float32" and resolve_trunk_dtype("bfloat16", "cpu") == "bfloat16"
+
+
+def test_soft_argmax_finds_a_peak_between_cells():
+    heatmaps = torch.full((1, 2, 16, 16), -50.0)
+    heatmaps[0, 0, 4, 10] = 0.0  # a single cell: its centre
+    heatmaps[0, 1, 7, 2:4] = 0.0  # two cells alike: halfway between their centres
+    mu = soft_argmax(heatmaps)
+    torch.testing.assert_close(mu[0, 0], torch.tensor([10.5 / 16, 4.5 / 16]))
+    torch.testing.assert_close(mu[0, 1], torch.tensor([3.0 / 16, 7.5 / 16]))
+
+
 def test_bfloat16_trunk_keeps_the_regressors_in_float32():
     torch.manual_seed(0)
     exact_head = KeypointHead().eval()
@@ -80,7 +103,8 @@ def test_bfloat16_trunk_keeps_the_regressors_in_float32():
     torch.testing.assert_close(low["mu"], exact["mu"], atol=1e-3, rtol=0)
     head.train()
     out = head(crops)
-    out["mu"].sum().backward()
-    assert head.mu.weight.grad.dtype == torch.float32 and head.trunk.conv1.weight.grad.abs().sum() > 0
+    (out["mu"].sum() + out["scale"].sum()).backward()
+    assert head.scale.weight.grad.dtype == head.trunk.heatmaps.weight.grad.dtype == torch.float32
+    assert head.trunk.stem[0].weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="trunk_dtype"):
         KeypointHead(trunk_dtype="float16")

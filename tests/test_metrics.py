@@ -3,7 +3,16 @@ import json
 import numpy as np
 import pytest
 
-from xvfa_ext.metrics import binary_screening, interval_coverage, keypoint_error, screening_metrics
+from xvfa_ext.metrics import (
+    binary_screening,
+    grade_scores,
+    interval_coverage,
+    keypoint_error,
+    reduction_agreement,
+    reduction_scores,
+    relative_keypoint_error,
+    screening_metrics,
+)
 
 
 def test_youden_point_by_hand():
@@ -67,3 +76,39 @@ def test_keypoint_error_and_interval_coverage():
     assert e["per_keypoint_mean_px"]["lower_anterior"] == pytest.approx(3.0)
     c = interval_coverage(pred, true, np.full((2, 6), 3.5), visible)
     assert c["coverage"] == pytest.approx(6 / 11) and c["mean_eps_px"] == pytest.approx(3.5)
+
+
+def test_each_score_ranks_by_its_own_values():
+    grade = np.array([0, 0, 2, 3, 1, 0])
+    patients = ["a", "a", "b", "c", "c", "d"]
+    # Saturated probabilities tie the two normals with the moderate one; d still ranks them apart.
+    probs = one_hot(np.array([0, 2, 2, 3, 1, 0]), 4)
+    reduction = np.array([0.05, 0.15, 0.30, 0.45, 0.22, 0.02])
+    r = screening_metrics(
+        grade, probs, np.zeros(6, int), one_hot(np.zeros(6, int), 3), patients,
+        other_scores={"combined": grade_scores(probs), "reduction": reduction_scores(reduction)},
+    )
+    task = "normal_mild_vs_moderate_severe"
+    assert r["vertebra"]["grade"][task]["auc"] == pytest.approx(0.875)  # one normal scored as moderate
+    assert r["scores"]["combined"]["vertebra"][task]["auc"] == pytest.approx(0.875)
+    assert r["scores"]["reduction"]["vertebra"][task]["auc"] == pytest.approx(1.0)
+    # Patients score their worst vertebra: a 0.15, b 0.30, c 0.45, d 0.02; b and c are positive.
+    assert r["scores"]["reduction"]["patient"][task]["auc"] == pytest.approx(1.0)
+    assert r["scores"]["reduction"]["patient"][task]["positives"] == 2
+    with pytest.raises(ValueError, match="reduction"):
+        reduction_scores([0.1, float("nan")])
+
+
+def test_relative_keypoint_error_and_reduction_shrinkage():
+    true = np.array([[[0, 0], [10, 0], [20, 0], [0, 20], [10, 20], [20, 20]]], dtype=float).repeat(2, 0)
+    true[1] *= 2  # a vertebra twice as tall: the same pixel error is half the fraction
+    pred = true + np.array([2.0, 0.0])
+    r = relative_keypoint_error(pred, true)
+    assert r["count"] == 12 and r["mean"] == pytest.approx((0.1 + 0.05) / 2) and r["median"] == pytest.approx(0.075)
+    annotated = np.array([0.0, 0.1, 0.2, 0.3, 0.4])
+    shrunk = reduction_agreement(0.05 + 0.5 * annotated, annotated)
+    assert shrunk["slope"] == pytest.approx(0.5) and shrunk["intercept"] == pytest.approx(0.05)
+    assert shrunk["correlation"] == pytest.approx(1.0)
+    flat = reduction_agreement(np.full(5, 0.1), annotated)
+    assert flat["slope"] == pytest.approx(0.0) and flat["correlation"] is None
+    assert reduction_agreement([0.1], [0.2])["slope"] is None

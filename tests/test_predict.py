@@ -53,6 +53,10 @@ def test_predict_reports_dicom_and_names_the_corrupt_file(tmp_path):
         v = report["vertebrae"][0]
         assert set(v["keypoints"]["upper_posterior"]) == {"x", "y", "eps_px"}
         assert set(v["grade_probabilities"]) == {"combined", "keypoints", "image", "sampled_mean", "sampled_std"}
+        scores = v["screening_scores"]["normal_mild_vs_moderate_severe"]
+        assert scores["reduction"] == round(v["reduction"], 6)
+        p_mean = v["grade_probabilities"]["sampled_mean"]
+        assert abs(scores["sampled_mean"] - (p_mean["moderate"] + p_mean["severe"])) < 1e-5
         assert v["explanation"]
     dicom = json.loads((out / "scan.json").read_text())
     assert dicom["pixel_spacing_mm"] == [0.3, 0.25] and dicom["patient_id"] == "P0042"
@@ -60,3 +64,4 @@ def test_predict_reports_dicom_and_names_the_corrupt_file(tmp_path):
     rows = list(csv.DictReader((out / "vertebrae.csv").open()))
     assert len(rows) == 39 and all("nan" not in json.dumps(r).lower() for r in rows)
     assert {r["height_anterior_mm"] != "" for r in rows} == {True, False}
+    assert all(abs(float(r["score_reduction"]) - float(r["reduction"])) < 1e-4 for r in rows)

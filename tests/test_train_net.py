@@ -46,6 +46,47 @@ def test_trains_checkpoints_and_evaluates(trained):
     assert_evaluated(log)
 
 
+def test_three_scores_and_the_ceiling_are_those_of_the_rows(trained):
+    """Each named score's AUC is the AUC of the per-vertebra values the evaluator wrote; the
+    ceiling's is that of the annotated keypoints' height reduction."""
+    import numpy as np
+    import torch
+    from sklearn.metrics import roc_auc_score
+
+    from xvfa_ext.gsq import morphometry
+
+    out, log = trained
+    metrics = json.loads((out / "vfa_metrics.json").read_text())
+    rows = [r for r in json.loads((out / "vfa_predictions.json").read_text()) if not r["imputed"]]
+    positive = np.array([r["grade"] >= 1 for r in rows])
+    task = "normal_vs_fracture"
+    assert metrics["scores"]["headline"] == "sampled_mean"
+    expected = {
+        "headline": [sum(r["grade_probs_mean"][1:]) for r in rows],
+        "combined": [sum(r["grade_probs"][1:]) for r in rows],
+        "reduction": [r["reduction"] for r in rows],
+    }
+    screening = metrics["screening"]
+    found = {
+        "headline": screening["vertebra"]["grade"][task]["auc"],
+        "combined": screening["scores"]["combined"]["vertebra"][task]["auc"],
+        "reduction": screening["scores"]["reduction"]["vertebra"][task]["auc"],
+    }
+    for name, scores in expected.items():
+        assert found[name] == pytest.approx(roc_auc_score(positive, scores)), name
+    annotated = morphometry(torch.tensor([r["keypoints"] for r in rows], dtype=torch.float64))["reduction"]
+    ceiling = metrics["ceiling"]["vertebra"][task]["auc"]
+    assert ceiling == pytest.approx(roc_auc_score(positive, annotated.numpy()))
+    assert ceiling > 0.9  # a few pixels of annotation noise on 256x192 images
+    assert metrics["ceiling"]["count"] == len(rows)
+    relative = metrics["keypoint_error"]["relative_to_posterior_height"]
+    assert 0 < relative["median"] < 5 and relative["count"] == metrics["keypoint_error"]["count"]
+    assert "slope" in metrics["reduction_agreement"]
+    for name in ("vertebra/normal_vs_fracture/auc_reduction", "vertebra/normal_vs_fracture/auc_combined",
+                 "ceiling/vertebra/normal_vs_fracture/auc", "keypoint_error_of_height"):
+        assert name in log
+
+
 def test_resume_continues_from_the_last_checkpoint(trained):
     out, _ = trained
     log = train_net("--resume", f"train.output_dir={out}", "train.max_iter=6", "train.eval_period=100")

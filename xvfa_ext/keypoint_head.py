@@ -24,6 +24,7 @@ FEATURE_DIM = 512
 TRUNK_DTYPES = ("auto", "float32", "bfloat16")
 REGRESSORS = ("heatmap", "pooled")
 _HEATMAP_CHANNELS = 128
+_LOGGED = set()  # dtype choices already logged: each once per process
 
 
 def native_bfloat16(device="cpu") -> bool:
@@ -45,7 +46,10 @@ def resolve_trunk_dtype(trunk_dtype: str, device=None) -> str:
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     chosen = "bfloat16" if native_bfloat16(device) else "float32"
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU {torch.backends.cpu.get_cpu_capability()}"
-    logger.info(f"Keypoint trunk computes in {chosen} ({where}; trunk_dtype='auto')")
+    message = f"Keypoint trunk computes in {chosen} ({where}; trunk_dtype='auto')"
+    if message not in _LOGGED:
+        _LOGGED.add(message)
+        logger.info(message)
     return chosen
 
 

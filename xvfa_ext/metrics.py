@@ -3,14 +3,21 @@
 AUC, F1, sensitivity and specificity at the Youden point for normal vs fracture and normal+mild vs
 moderate+severe, at vertebra level and at patient level (a patient is as fractured as its worst
 vertebra), one vs rest for each morphology, confusion matrices normalised by true class, keypoint
-error in pixels and the coverage of the keypoint intervals. A metric that a set cannot define (AUC
-with one class present) is ``None``, never NaN.
+error in pixels and as a fraction of the vertebra's height, the shrinkage of the predicted height
+reduction, and the coverage of the keypoint intervals. A metric that a set cannot define (AUC with
+one class present) is ``None``, never NaN.
+
+A screening score ranks vertebrae for a task. Three are reported (:data:`SCORES`): the mean over
+keypoint samples of the combined probability of eq. 7 (the headline, paper section 3.5), the
+combined probability of the mean keypoints, and the crisp height reduction ``d`` of the mean
+keypoints, which ranks by what a reader measures.
 """
 
 from collections import defaultdict
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+from scipy import stats
 from sklearn.metrics import confusion_matrix, f1_score, roc_auc_score, roc_curve
 
 from .gsq import GRADES, INVALID, MORPHOLOGIES
@@ -18,6 +25,13 @@ from .layout import KEYPOINT_NAMES
 
 # Screening tasks on grades: the positive class is ``grade >= first positive grade``.
 GRADE_TASKS = {"normal_vs_fracture": 1, "normal_mild_vs_moderate_severe": 2}
+# The screening scores, headline first: what each ranks vertebrae by.
+SCORES = {
+    "sampled_mean": "mean over keypoint samples of the combined probability (eq. 7, paper section 3.5)",
+    "combined": "combined probability of eq. 7 at the mean keypoints",
+    "reduction": "crisp height reduction d of the mean keypoints",
+}
+HEADLINE_SCORE = "sampled_mean"
 
 
 def _finite(name: str, values: np.ndarray) -> np.ndarray:
@@ -51,6 +65,37 @@ def grade_scores(grade_probs: np.ndarray) -> Dict[str, np.ndarray]:
     return {task: grade_probs[:, first:].sum(1) for task, first in GRADE_TASKS.items()}
 
 
+def reduction_scores(reduction: Sequence[float]) -> Dict[str, np.ndarray]:
+    """The height reduction ``d`` as the score of every task: each task is a threshold on ``d``."""
+    d = _finite("reductions", np.asarray(reduction, dtype=float))
+    return {task: d for task in GRADE_TASKS}
+
+
+def grade_screening(grade_true: Sequence[int], scores: Dict[str, np.ndarray], patient_ids: Optional[Sequence[str]] = None) -> Dict:
+    """Each grade task at vertebra (and with ``patient_ids`` patient) level for one score.
+
+    ``scores`` maps each task of :data:`GRADE_TASKS` to per-vertebra scores; a patient scores its
+    worst vertebra's score and is positive when its worst grade is.
+    """
+    g = np.asarray(grade_true, dtype=int)
+    out = {"vertebra": {task: binary_screening(g >= first, scores[task]) for task, first in GRADE_TASKS.items()}}
+    if patient_ids is not None:
+        rows = _patient_rows(patient_ids)
+        worst = np.array([g[idx].max() for idx in rows])
+        out["patient"] = {
+            task: binary_screening(worst >= first, [np.max(scores[task][idx]) for idx in rows])
+            for task, first in GRADE_TASKS.items()
+        }
+    return out
+
+
+def _patient_rows(patient_ids: Sequence[str]) -> List[List[int]]:
+    rows = defaultdict(list)
+    for i, p in enumerate(np.asarray(patient_ids).tolist()):
+        rows[p].append(i)
+    return list(rows.values())
+
+
 def _confusion(true: np.ndarray, pred: np.ndarray, names: Sequence[str]) -> Dict:
     labels = list(range(len(names)))
     return {
@@ -66,10 +111,15 @@ def screening_metrics(
     morphology_true: Sequence[int],
     morphology_probs: np.ndarray,
     patient_ids: Optional[Sequence[str]] = None,
+    other_scores: Optional[Dict[str, Dict[str, np.ndarray]]] = None,
 ) -> Dict:
     """Vertebra-level (and with ``patient_ids`` patient-level) screening results.
 
-    Vertebrae whose grade or morphology is -1 (invalid or unlabelled) are left out and counted.
+    ``grade_probs`` (N, 4) and ``morphology_probs`` (N, 3) give the main block, with confusion
+    matrices. ``other_scores`` maps a score's name to its per-task scores (N,) for the same
+    vertebrae (:func:`grade_scores`, :func:`reduction_scores`); each gets the grade tasks of
+    :func:`grade_screening` under ``"scores"``. Vertebrae whose grade or morphology is -1 (invalid
+    or unlabelled) are left out and counted.
     """
     grade_true = np.asarray(grade_true, dtype=int)
     morphology_true = np.asarray(morphology_true, dtype=int)
@@ -93,26 +143,22 @@ def screening_metrics(
         "confusion_morphology": _confusion(m, mp.argmax(1), MORPHOLOGIES),
     }
     out = {"vertebra": vertebra}
-    if patient_ids is not None:
-        out["patient"] = _patient_metrics(np.asarray(patient_ids)[keep], g, gp)
+    patients = np.asarray(patient_ids)[keep] if patient_ids is not None else None
+    if patients is not None:
+        rows = _patient_rows(patients)
+        worst_true = np.array([g[idx].max() for idx in rows])
+        worst_pred = np.array([gp[idx].argmax(1).max() for idx in rows])
+        out["patient"] = {
+            "count": len(rows),
+            "grade": grade_screening(g, scores, patients)["patient"],
+            "confusion_grade": _confusion(worst_true, worst_pred, GRADES),
+        }
+    if other_scores:
+        out["scores"] = {
+            name: grade_screening(g, {task: _finite(name, np.asarray(v, dtype=float))[keep] for task, v in per_task.items()}, patients)
+            for name, per_task in other_scores.items()
+        }
     return out
-
-
-def _patient_metrics(patients: np.ndarray, grade_true: np.ndarray, grade_probs: np.ndarray) -> Dict:
-    rows = defaultdict(list)
-    for i, p in enumerate(patients.tolist()):
-        rows[p].append(i)
-    worst_true = np.array([grade_true[idx].max() for idx in rows.values()])
-    worst_pred = np.array([grade_probs[idx].argmax(1).max() for idx in rows.values()])
-    scores = grade_scores(grade_probs)
-    return {
-        "count": len(rows),
-        "grade": {
-            task: binary_screening(worst_true >= first, [scores[task][idx].max() for idx in rows.values()])
-            for task, first in GRADE_TASKS.items()
-        },
-        "confusion_grade": _confusion(worst_true, worst_pred, GRADES),
-    }
 
 
 def _visible_mask(shape, visible) -> np.ndarray:
@@ -137,6 +183,32 @@ def keypoint_error(pred: np.ndarray, true: np.ndarray, visible: Optional[np.ndar
             for k, name in enumerate(KEYPOINT_NAMES)
         },
     }
+
+
+def relative_keypoint_error(pred: np.ndarray, true: np.ndarray, visible: Optional[np.ndarray] = None) -> Dict:
+    """Keypoint error as a fraction of each vertebra's annotated posterior height ``hp``: mean and
+    median over visible keypoints of vertebrae with a positive ``hp``."""
+    pred, true = np.asarray(pred, dtype=float), np.asarray(true, dtype=float)
+    vis = _visible_mask(pred.shape, visible)
+    hp = np.linalg.norm(true[:, 0] - true[:, 3], axis=-1)
+    vis = vis & (hp > 0)[:, None] & vis[:, [0]] & vis[:, [3]]
+    if not vis.any():
+        return {"count": 0, "mean": None, "median": None}
+    relative = np.linalg.norm(pred - true, axis=-1) / np.where(hp > 0, hp, 1.0)[:, None]
+    return {"count": int(vis.sum()), "mean": float(relative[vis].mean()), "median": float(np.median(relative[vis]))}
+
+
+def reduction_agreement(predicted: Sequence[float], annotated: Sequence[float]) -> Dict:
+    """Least-squares slope, intercept and Pearson correlation of the predicted height reduction
+    ``d`` against the annotated one (scipy.stats.linregress). A slope well below 1 says the
+    predictions shrink towards the average shape."""
+    x = _finite("annotated reductions", np.asarray(annotated, dtype=float))
+    y = _finite("predicted reductions", np.asarray(predicted, dtype=float))
+    if len(x) < 2 or np.ptp(x) == 0:
+        return {"count": len(x), "slope": None, "intercept": None, "correlation": None}
+    fit = stats.linregress(x, y)
+    correlation = float(fit.rvalue) if np.ptp(y) > 0 else None
+    return {"count": len(x), "slope": float(fit.slope), "intercept": float(fit.intercept), "correlation": correlation}
 
 
 def interval_coverage(pred: np.ndarray, true: np.ndarray, eps: np.ndarray, visible: Optional[np.ndarray] = None) -> Dict:

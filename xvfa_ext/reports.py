@@ -11,6 +11,7 @@ import torch
 
 from .gsq import DEFAULT_THRESHOLDS, GRADES, INVALID, MORPHOLOGIES, classify, explain, morphometry
 from .layout import KEYPOINT_NAMES
+from .metrics import GRADE_TASKS, SCORES, grade_scores, reduction_scores
 
 SCREENING_GRADE = 2  # moderate or worse is flagged, as the paper groups normal+mild vs moderate+severe
 _HEIGHTS = (("anterior", "ha"), ("middle", "hm"), ("posterior", "hp"))
@@ -78,9 +79,15 @@ def vertebra_report(
     """One predicted vertebra as the JSON report holds it.
 
     ``probabilities`` maps ``grade`` and ``morphology`` to arrays named ``combined``, ``keypoints``,
-    ``image``, ``sampled_mean`` and ``sampled_std``.
+    ``image``, ``sampled_mean`` and ``sampled_std``. ``screening_scores`` holds, per screening
+    task, the three scores the evaluator ranks vertebrae by (:data:`~xvfa_ext.metrics.SCORES`).
     """
     gsq = classify_keypoints(keypoints, pixel_spacing)[0]
+    per_score = {
+        "sampled_mean": grade_scores(probabilities["grade"]["sampled_mean"][None]),
+        "combined": grade_scores(probabilities["grade"]["combined"][None]),
+        "reduction": reduction_scores([gsq["reduction"]]),
+    }
     grade = probabilities["grade"]["combined"]
     morphology = probabilities["morphology"]["combined"]
     report = {
@@ -99,6 +106,9 @@ def vertebra_report(
         "morphology": MORPHOLOGIES[int(np.argmax(morphology))],
         "grade_probabilities": {k: _probs(GRADES, v) for k, v in probabilities["grade"].items()},
         "morphology_probabilities": {k: _probs(MORPHOLOGIES, v) for k, v in probabilities["morphology"].items()},
+        "screening_scores": {
+            task: {name: round(float(per_score[name][task][0]), 6) for name in SCORES} for task in GRADE_TASKS
+        },
         "explanation": gsq["explanation"],
     }
     if "heights_mm" in gsq:
@@ -121,8 +131,12 @@ def patient_summary(vertebrae: List[Dict]) -> Dict:
 CSV_FIELDS = (
     ["image", "index", "level", "score", "grade", "morphology", "p_normal", "p_mild", "p_moderate", "p_severe"]
     + ["height_anterior_px", "height_middle_px", "height_posterior_px", "height_anterior_mm", "height_middle_mm"]
-    + ["height_posterior_mm", "APR", "MPR", "MAR", "reduction", "mean_eps_px", "explanation"]
+    + ["height_posterior_mm", "APR", "MPR", "MAR", "reduction", "mean_eps_px"]
+    + [f"score_{name}" for name in SCORES]
+    + ["explanation"]
 )
+# The CSV's scores are those of the screening flag's task.
+_CSV_TASK = "normal_mild_vs_moderate_severe"
 
 
 def csv_row(image: str, vertebra: Dict) -> Dict:
@@ -142,5 +156,6 @@ def csv_row(image: str, vertebra: Dict) -> Dict:
         **{name: round(vertebra["ratios"][name], 4) for name, _ in _RATIOS},
         "reduction": round(vertebra["reduction"], 4),
         "mean_eps_px": round(float(np.mean([k["eps_px"] for k in vertebra["keypoints"].values()])), 3),
+        **{f"score_{name}": value for name, value in vertebra["screening_scores"][_CSV_TASK].items()},
         "explanation": vertebra["explanation"],
     }

@@ -15,9 +15,21 @@ from detectron2.utils import comm
 from scipy.optimize import linear_sum_assignment
 from torchvision.ops import box_iou
 
-from ..metrics import interval_coverage, keypoint_error, screening_metrics
-from ..uncertainty import COVERAGE_LEVELS
 from ..files import write_atomic
+from ..gsq import morphometry
+from ..metrics import (
+    HEADLINE_SCORE,
+    SCORES,
+    grade_scores,
+    grade_screening,
+    interval_coverage,
+    keypoint_error,
+    reduction_agreement,
+    reduction_scores,
+    relative_keypoint_error,
+    screening_metrics,
+)
+from ..uncertainty import COVERAGE_LEVELS
 
 logger = logging.getLogger(__name__)
 
@@ -26,9 +38,15 @@ class VFAEvaluator(DatasetEvaluator):
     """The paper's screening metrics at vertebra and patient level, keypoint error and eps coverage.
 
     Each ground-truth vertebra is matched to at most one prediction (Hungarian on IoU, at least
-    ``iou_threshold``). A missed vertebra counts as predicted normal with certainty. Imputed
-    vertebrae are matched, so that finding them is no false positive, but not scored: their labels
-    were not read. Writes ``vfa_metrics.json`` and ``vfa_predictions.json`` into ``output_dir``.
+    ``iou_threshold``). A missed vertebra counts as predicted normal with certainty (and zero
+    height reduction). Imputed vertebrae are matched, so that finding them is no false positive,
+    but not scored: their labels were not read.
+
+    The screening tasks are scored three ways (:data:`~xvfa_ext.metrics.SCORES`); the headline, the
+    sampled mean of eq. 7, keeps the plain metric names, the others add their score's name. The
+    ``ceiling`` is the same tasks scored by the height reduction of the annotated keypoints: what
+    the labels allow keypoints to reach. Writes ``vfa_metrics.json`` and ``vfa_predictions.json``
+    into ``output_dir``.
     """
 
     def __init__(self, dataset_name: str, output_dir: Optional[str] = None, iou_threshold: float = 0.5, alpha: float = 0.9):
@@ -75,7 +93,10 @@ class VFAEvaluator(DatasetEvaluator):
                     row.update(
                         grade_probs=pred.grade_probs[j].tolist(),
                         morphology_probs=pred.morphology_probs[j].tolist(),
+                        grade_probs_mean=pred.grade_probs_mean[j].tolist(),
+                        morphology_probs_mean=pred.morphology_probs_mean[j].tolist(),
                         grade_probs_std=pred.grade_probs_std[j].tolist(),
+                        reduction=float(pred.reduction[j]),
                         pred_keypoints=pred.pred_keypoints[j, :, :2].tolist(),
                         eps=pred.pred_keypoint_eps[j].tolist(),
                         eps_levels=pred.pred_keypoint_eps_levels[j].tolist(),
@@ -83,7 +104,8 @@ class VFAEvaluator(DatasetEvaluator):
                         score=float(pred.scores[j]),
                     )
                 else:
-                    row.update(grade_probs=[1.0, 0, 0, 0], morphology_probs=[1.0, 0, 0])
+                    certain_normal = dict(grade_probs=[1.0, 0, 0, 0], morphology_probs=[1.0, 0, 0])
+                    row.update(certain_normal, **{f"{k}_mean": v for k, v in certain_normal.items()}, reduction=0.0)
                 self._rows.append(row)
 
     def evaluate(self):
@@ -116,18 +138,42 @@ class VFAEvaluator(DatasetEvaluator):
             },
         }
         if scored:
+            grades = [r["grade"] for r in scored]
+            patients = [r["patient_id"] for r in scored]
+            report["scores"] = dict(SCORES, headline=HEADLINE_SCORE)
             report["screening"] = screening_metrics(
-                [r["grade"] for r in scored],
-                np.array([r["grade_probs"] for r in scored]),
+                grades,
+                np.array([r["grade_probs_mean"] for r in scored]),
                 [r["morphology"] for r in scored],
-                np.array([r["morphology_probs"] for r in scored]),
-                [r["patient_id"] for r in scored],
+                np.array([r["morphology_probs_mean"] for r in scored]),
+                patients,
+                other_scores={
+                    "combined": grade_scores(np.array([r["grade_probs"] for r in scored])),
+                    "reduction": reduction_scores([r["reduction"] for r in scored]),
+                },
+            )
+            annotated = _annotated_reduction(scored)
+            read = annotated["valid"]
+            report["ceiling"] = dict(
+                grade_screening(
+                    np.array(grades)[read], reduction_scores(annotated["reduction"][read]), np.array(patients)[read]
+                ),
+                score="crisp height reduction d of the annotated keypoints",
+                count=int(read.sum()),
             )
         if matched:
             pred = np.array([r["pred_keypoints"] for r in matched])
             true = np.array([r["keypoints"] for r in matched])
             visible = np.array([r["visible"] for r in matched])
             report["keypoint_error"] = keypoint_error(pred, true, visible)
+            report["keypoint_error"]["relative_to_posterior_height"] = relative_keypoint_error(pred, true, visible)
+            labelled = [r for r in matched if not r["imputed"]]
+            if labelled:
+                annotated = _annotated_reduction(labelled)
+                predicted = np.array([r["reduction"] for r in labelled])
+                report["reduction_agreement"] = reduction_agreement(
+                    predicted[annotated["valid"]], annotated["reduction"][annotated["valid"]]
+                )
             report["eps_coverage"] = interval_coverage(pred, true, np.array([r["eps"] for r in matched]), visible)
             levels = np.array([r["eps_levels"] for r in matched])
             report["eps_coverage_by_alpha"] = {
@@ -136,20 +182,40 @@ class VFAEvaluator(DatasetEvaluator):
         return report
 
 
+def _annotated_reduction(rows: List[Dict]) -> Dict[str, np.ndarray]:
+    """The height reduction of each row's annotated keypoints, and whether it is defined (all six
+    keypoints annotated, every height positive)."""
+    m = morphometry(torch.tensor([r["keypoints"] for r in rows], dtype=torch.float64).reshape(-1, 6, 2))
+    complete = np.array([all(r["visible"]) for r in rows], dtype=bool).reshape(-1)
+    return {"reduction": m["reduction"].numpy(), "valid": m["valid"].numpy() & complete}
+
+
 def _flatten(report: Dict) -> "OrderedDict[str, float]":
     """Scalars for detectron2's CSV print and event storage; undefined metrics (None) are left out."""
     flat = OrderedDict()
     flat["recall"] = report["detection"]["recall"]
     screening = report.get("screening", {})
-    for level in ("vertebra", "patient"):
-        for task, values in screening.get(level, {}).get("grade", {}).items():
+    blocks = [("", "", screening.get(level, {}).get("grade", {}), level) for level in ("vertebra", "patient")]
+    for name, per_level in screening.get("scores", {}).items():
+        blocks += [("", f"_{name}", per_level.get(level, {}), level) for level in ("vertebra", "patient")]
+    if "ceiling" in report:
+        blocks += [("ceiling/", "", report["ceiling"].get(level, {}), level) for level in ("vertebra", "patient")]
+    for prefix, suffix, tasks, level in blocks:
+        for task, values in tasks.items():
             for metric in ("auc", "f1", "sensitivity", "specificity"):
                 if values[metric] is not None:
-                    flat[f"{level}/{task}/{metric}"] = values[metric]
+                    flat[f"{prefix}{level}/{task}/{metric}{suffix}"] = values[metric]
     for name, values in screening.get("vertebra", {}).get("morphology", {}).items():
         if values["auc"] is not None:
             flat[f"vertebra/{name}_vs_rest/auc"] = values["auc"]
     if "keypoint_error" in report:
         flat["keypoint_error_px"] = report["keypoint_error"]["mean_px"]
+        relative = report["keypoint_error"]["relative_to_posterior_height"]["mean"]
+        if relative is not None:
+            flat["keypoint_error_of_height"] = relative
+    for key in ("slope", "correlation"):
+        value = report.get("reduction_agreement", {}).get(key)
+        if value is not None:
+            flat[f"reduction_{key}"] = value
         flat[f"eps_coverage@{report['alpha']}"] = report["eps_coverage"]["coverage"]
     return flat
