@@ -13,8 +13,6 @@ from .xvfa_dino_r50 import dataloader, model, optimizer, train
 
 model.detector = None
 model.train_detector = False
-# Vertebrae are about 26 px tall at the synthetic default: 64 px crops hold all they show.
-model.roi_head.crop_size = 64
 # Table 4's 5e-5 fine-tunes a pretrained trunk; from random initialisation it needs a larger rate.
 optimizer.params.fine_lr = 1e-3
 lr_multiplier = L(WarmupParamScheduler)(

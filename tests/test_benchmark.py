@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 from conftest import requires_detectron2
 
 pytestmark = requires_detectron2
@@ -30,3 +32,7 @@ def test_benchmark_prints_times_ratios_and_memory(tmp_path):
         assert dino > 0 and xvfa > 0
         assert abs(ratio - xvfa / dino) < 0.01 + 0.01 * ratio  # the ratio printed is of the times printed
     assert all(gib > 0.1 for gib in rows["peak memory"])
+    from xvfa_ext.keypoint_head import resolve_trunk_dtype
+
+    capability = f"CPU capability {torch.backends.cpu.get_cpu_capability()}, keypoint trunk in {resolve_trunk_dtype('auto', 'cpu')}"
+    assert capability in result.stdout

@@ -96,7 +96,7 @@ def measure_times(config_file: str, overrides, batch_size: int, iters: int) -> d
                 if round_:
                     times[which, kind].append(seconds)
     size = tuple(test_inputs[0]["image"].shape[-2:])
-    result = {"device": device, "input_size": size}
+    result = {"device": device, "input_size": size, "trunk_dtype": xvfa.roi_head.head.keypoint_head.trunk_dtype}
     for (which, kind), values in times.items():
         result[f"{which}_{kind}_s"] = statistics.median(values) / (batch_size if kind == "infer" else 1)
     return result
@@ -141,6 +141,7 @@ def main():
     print(f"config {args.config_file} {' '.join(args.opts)}".rstrip())
     print(f"device {t['device']}, torch {torch.__version__}, {args.threads} threads, batch {args.batch}, "
           f"input {t['input_size'][0]}x{t['input_size'][1]}, median of {args.iters} turns each")
+    print(f"CPU capability {torch.backends.cpu.get_cpu_capability()}, keypoint trunk in {t['trunk_dtype']}")
     print(f"{'':28}{'DINO':>10}{'XVFA':>10}{'ratio':>8}")
     for kind, label in (("train", "train s/iteration"), ("infer", "inference s/image")):
         d, x = t[f"dino_{kind}_s"], t[f"xvfa_{kind}_s"]

@@ -57,10 +57,12 @@ class VFAEvaluator(DatasetEvaluator):
         self._gt = {r["image_id"]: r for r in DatasetCatalog.get(dataset_name)}
         self._rows: List[Dict] = []
         self._false_positives = 0
+        self._images = 0
 
     def reset(self):
         self._rows = []
         self._false_positives = 0
+        self._images = 0
 
     def process(self, inputs, outputs):
         for inp, out in zip(inputs, outputs):
@@ -74,6 +76,7 @@ class VFAEvaluator(DatasetEvaluator):
             rows, cols = linear_sum_assignment(-iou.numpy()) if iou.numel() else ([], [])
             match = {int(r): int(c) for r, c in zip(rows, cols) if iou[r, c] >= self._iou_threshold}
             self._false_positives += len(pred) - len(match)
+            self._images += 1
             for i, ann in enumerate(anns):
                 kps = np.asarray(ann["keypoints"], dtype=float).reshape(-1, 3)
                 row = {
@@ -111,12 +114,13 @@ class VFAEvaluator(DatasetEvaluator):
     def evaluate(self):
         rows = sum(comm.gather(self._rows, dst=0), [])
         false_positives = sum(comm.gather(self._false_positives, dst=0))
+        images = sum(comm.gather(self._images, dst=0))
         if not comm.is_main_process():
             return {}
         if not rows:
             logger.warning(f"VFAEvaluator on {self._dataset_name}: no ground-truth vertebrae were seen")
             return {}
-        report = self._report(rows, false_positives)
+        report = self._report(rows, false_positives, images)
         if self._output_dir:
             out = Path(self._output_dir)
             out.mkdir(parents=True, exist_ok=True)
@@ -124,7 +128,7 @@ class VFAEvaluator(DatasetEvaluator):
             write_atomic(out / "vfa_predictions.json", json.dumps(rows, allow_nan=False).encode())
         return OrderedDict({"vfa": _flatten(report)})
 
-    def _report(self, rows: List[Dict], false_positives: int) -> Dict:
+    def _report(self, rows: List[Dict], false_positives: int, images: int) -> Dict:
         scored = [r for r in rows if not r["imputed"]]
         matched = [r for r in scored if r["matched"]]
         report = {
@@ -135,6 +139,8 @@ class VFAEvaluator(DatasetEvaluator):
                 "matched": sum(r["matched"] for r in rows),
                 "recall": sum(r["matched"] for r in rows) / len(rows),
                 "false_positives": false_positives,
+                "images": images,
+                "false_positives_per_image": false_positives / max(images, 1),
             },
         }
         if scored:
