@@ -22,7 +22,7 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
 from xvfa_ext.gsq import GRADES, MORPHOLOGIES, classify  # noqa: E402
-from xvfa_ext.metrics import GRADE_TASKS, grade_scores  # noqa: E402
+from xvfa_ext.metrics import GRADE_TASKS, HEADLINE_SCORE, grade_scores, reduction_scores  # noqa: E402
 
 GRADE_COLORS = ("#4caf50", "#ffd54f", "#ff9800", "#e53935")
 MORPHOLOGY_COLORS = ("#4caf50", "#42a5f5", "#ab47bc")
@@ -82,8 +82,12 @@ def plot_confusion(metrics, path):
 
 
 def plot_roc(rows, path):
+    """The headline score (sampled mean of eq. 7) solid, the height reduction d dashed."""
     grade = np.array([r["grade"] for r in rows])
-    scores = grade_scores(np.array([r["grade_probs"] for r in rows]))
+    by_score = {
+        HEADLINE_SCORE: grade_scores(np.array([r["grade_probs_mean"] for r in rows])),
+        "reduction": reduction_scores([r["reduction"] for r in rows]),
+    }
     fig, ax = plt.subplots(figsize=(5.5, 5))
     drawn = 0
     for task, first in GRADE_TASKS.items():
@@ -91,11 +95,12 @@ def plot_roc(rows, path):
         if positive.all() or not positive.any():
             print(f"roc: {task} skipped, only one class among the vertebrae")
             continue
-        fpr, tpr, _ = roc_curve(positive, scores[task])
-        best = int(np.argmax(tpr - fpr))
-        ax.plot(fpr, tpr, label=f"{task.replace('_', ' ')}")
-        ax.scatter([fpr[best]], [tpr[best]], marker="o", s=40, zorder=3,
-                   label=f"Youden: sens {tpr[best]:.2f}, spec {1 - fpr[best]:.2f}")
+        for (score, scores), style in zip(by_score.items(), ("-", "--")):
+            fpr, tpr, _ = roc_curve(positive, scores[task])
+            best = int(np.argmax(tpr - fpr))
+            (line,) = ax.plot(fpr, tpr, style, label=f"{task.replace('_', ' ')}, {score}")
+            ax.scatter([fpr[best]], [tpr[best]], marker="o", s=40, zorder=3, color=line.get_color(),
+                       label=f"Youden: sens {tpr[best]:.2f}, spec {1 - fpr[best]:.2f}")
         drawn += 1
     ax.plot([0, 1], [0, 1], "k:", linewidth=0.8)
     ax.set(xlabel="1 - specificity", ylabel="sensitivity", title="ROC, vertebra level")

@@ -23,11 +23,14 @@ from xvfa_ext.modeling import (
 from xvfa_ext.vertebra_head import VertebraHead
 
 detector = L(DINO)(
+    # BatchNorm: a randomly initialised ResNet-50 trains with it, where FrozenBN (an identity until
+    # pretrained statistics are loaded) leaves it unnormalised. With ImageNet weights
+    # (train.init_checkpoint=R-50.pkl) set both norms to "FrozenBN", as detrex does.
     backbone=L(ResNet)(
-        stem=L(BasicStem)(in_channels=3, out_channels=64, norm="FrozenBN"),
-        stages=L(ResNet.make_default_stages)(depth=50, stride_in_1x1=False, norm="FrozenBN"),
+        stem=L(BasicStem)(in_channels=3, out_channels=64, norm="BN"),
+        stages=L(ResNet.make_default_stages)(depth=50, stride_in_1x1=False, norm="BN"),
         out_features=["res3", "res4", "res5"],
-        freeze_at=1,
+        freeze_at=0,  # random initialisation: the stem learns too (1 with pretrained weights)
     ),
     position_embedding=L(PositionEmbeddingSine)(num_pos_feats=128, temperature=10000, normalize=True, offset=-0.5),
     neck=L(ChannelMapper)(
