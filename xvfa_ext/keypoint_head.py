@@ -123,7 +123,7 @@ class KeypointHead(nn.Module):
 
     ``regressor`` chooses how ``mu`` is made:
 
-    - ``"heatmap"``: one heatmap per keypoint at stride 8 (:class:`HeatmapTrunk`), ``mu`` its soft-argmax;
+    - ``"heatmap"``: one heatmap per keypoint at stride 4 (:class:`HeatmapTrunk`), ``mu`` its soft-argmax;
     - ``"pooled"``: a linear map of ``z`` (the paper's ResNet-18 regressor), which must learn
       position from globally pooled features.
 

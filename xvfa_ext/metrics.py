@@ -133,24 +133,24 @@ def screening_metrics(
     g, gp = grade_true[keep], grade_probs[keep]
     m, mp = morphology_true[keep], morphology_probs[keep]
 
-    scores = grade_scores(gp)
+    patients = np.asarray(patient_ids)[keep] if patient_ids is not None else None
+    headline = grade_screening(g, grade_scores(gp), patients)
     vertebra = {
         "count": int(keep.sum()),
         "left_out": int((~keep).sum()),
-        "grade": {task: binary_screening(g >= first, scores[task]) for task, first in GRADE_TASKS.items()},
+        "grade": headline["vertebra"],
         "morphology": {name: binary_screening(m == c, mp[:, c]) for c, name in enumerate(MORPHOLOGIES)},
         "confusion_grade": _confusion(g, gp.argmax(1), GRADES),
         "confusion_morphology": _confusion(m, mp.argmax(1), MORPHOLOGIES),
     }
     out = {"vertebra": vertebra}
-    patients = np.asarray(patient_ids)[keep] if patient_ids is not None else None
     if patients is not None:
         rows = _patient_rows(patients)
         worst_true = np.array([g[idx].max() for idx in rows])
         worst_pred = np.array([gp[idx].argmax(1).max() for idx in rows])
         out["patient"] = {
             "count": len(rows),
-            "grade": grade_screening(g, scores, patients)["patient"],
+            "grade": headline["patient"],
             "confusion_grade": _confusion(worst_true, worst_pred, GRADES),
         }
     if other_scores:

@@ -219,9 +219,9 @@ def _flatten(report: Dict) -> "OrderedDict[str, float]":
         relative = report["keypoint_error"]["relative_to_posterior_height"]["mean"]
         if relative is not None:
             flat["keypoint_error_of_height"] = relative
+        flat[f"eps_coverage@{report['alpha']}"] = report["eps_coverage"]["coverage"]
     for key in ("slope", "correlation"):
         value = report.get("reduction_agreement", {}).get(key)
         if value is not None:
             flat[f"reduction_{key}"] = value
-        flat[f"eps_coverage@{report['alpha']}"] = report["eps_coverage"]["coverage"]
     return flat
