@@ -51,7 +51,7 @@ def test_joint_training_step_on_cpu_with_denoising():
     total = sum(losses.values())
     assert torch.isfinite(total)
     total.backward()
-    assert model.roi_head.head.keypoint_head.mu.weight.grad.abs().sum() > 0
+    assert model.roi_head.head.keypoint_head.trunk.heatmaps.weight.grad.abs().sum() > 0
     assert model.detector.class_embed[0].weight.grad.abs().sum() > 0
 
 

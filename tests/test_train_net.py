@@ -79,11 +79,8 @@ def test_three_scores_and_the_ceiling_are_those_of_the_rows(trained):
     assert ceiling == pytest.approx(roc_auc_score(positive, annotated.numpy()))
     assert ceiling > 0.9  # a few pixels of annotation noise on 256x192 images
     assert metrics["ceiling"]["count"] == len(rows)
-    relative = metrics["keypoint_error"]["relative_to_posterior_height"]
-    assert 0 < relative["median"] < 5 and relative["count"] == metrics["keypoint_error"]["count"]
-    assert "slope" in metrics["reduction_agreement"]
     for name in ("vertebra/normal_vs_fracture/auc_reduction", "vertebra/normal_vs_fracture/auc_combined",
-                 "ceiling/vertebra/normal_vs_fracture/auc", "keypoint_error_of_height"):
+                 "ceiling/vertebra/normal_vs_fracture/auc"):
         assert name in log
 
 
