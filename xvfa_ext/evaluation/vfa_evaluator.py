@@ -173,13 +173,10 @@ class VFAEvaluator(DatasetEvaluator):
             visible = np.array([r["visible"] for r in matched])
             report["keypoint_error"] = keypoint_error(pred, true, visible)
             report["keypoint_error"]["relative_to_posterior_height"] = relative_keypoint_error(pred, true, visible)
-            labelled = [r for r in matched if not r["imputed"]]
-            if labelled:
-                annotated = _annotated_reduction(labelled)
-                predicted = np.array([r["reduction"] for r in labelled])
-                report["reduction_agreement"] = reduction_agreement(
-                    predicted[annotated["valid"]], annotated["reduction"][annotated["valid"]]
-                )
+            # The matched vertebrae are read ones: their annotated d is the ceiling's, computed once.
+            found = np.array([r["matched"] for r in scored]) & annotated["valid"]
+            predicted = np.array([r["reduction"] for r in scored])
+            report["reduction_agreement"] = reduction_agreement(predicted[found], annotated["reduction"][found])
             report["eps_coverage"] = interval_coverage(pred, true, np.array([r["eps"] for r in matched]), visible)
             levels = np.array([r["eps_levels"] for r in matched])
             report["eps_coverage_by_alpha"] = {
