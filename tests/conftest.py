@@ -1,29 +1,17 @@
 """Shared test setup: the detectron2/detrex skip marker, its loud count, and measured numbers."""
 
-import importlib.util
 import os
 import tempfile
 
 import pytest
 
+from xvfa_ext.dependencies import missing_detectron2
+
 # Synthetic datasets registered by xvfa_ext.data are written here, never into the checkout.
 os.environ.setdefault("XVFA_DATASETS", tempfile.mkdtemp(prefix="xvfa_datasets_"))
 
 
-def _dino_found() -> bool:
-    """detrex's DINO lives in its repository's projects/dino: on the path, or under DETREX_HOME."""
-    home = os.environ.get("DETREX_HOME")
-    if home and os.path.isdir(os.path.join(home, "projects", "dino")):
-        return True
-    try:
-        return importlib.util.find_spec("projects.dino.modeling") is not None
-    except ImportError:
-        return False
-
-
-_MISSING = [name for name in ("detectron2", "detrex") if importlib.util.find_spec(name) is None]
-if "detrex" not in _MISSING and not _dino_found():
-    _MISSING.append("detrex's projects/dino (set DETREX_HOME)")
+_MISSING = missing_detectron2()
 DETECTRON2_SKIP_REASON = f"needs detectron2 and detrex; missing: {', '.join(_MISSING)}"
 
 requires_detectron2 = pytest.mark.skipif(bool(_MISSING), reason=DETECTRON2_SKIP_REASON)

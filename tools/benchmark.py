@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from xvfa_ext.dependencies import require_detectron2
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -124,6 +126,7 @@ def main():
     parser.add_argument("--only", choices=("dino", "xvfa"), help=argparse.SUPPRESS)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY=VALUE config overrides, e.g. the input size")
     args = parser.parse_args()
+    require_detectron2()
     torch.set_num_threads(args.threads)
     if args.only:
         print(measure_memory(args.config_file, args.opts, args.only, args.batch))

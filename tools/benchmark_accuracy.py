@@ -29,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from xvfa_ext.dependencies import require_detectron2  # noqa: E402
 from xvfa_ext.files import write_atomic  # noqa: E402
 from xvfa_ext.metrics import GRADE_TASKS, HEADLINE_SCORE, SCORES  # noqa: E402
 
@@ -127,6 +128,7 @@ def main(argv=None) -> int:
     parser.add_argument("--eval-set", nargs="*", default=[], metavar="KEY=VALUE", help="main config overrides at evaluation")
     parser.add_argument("--resume", action="store_true", help="skip the stages whose results exist")
     args = parser.parse_args(argv)
+    require_detectron2()
     import torch
 
     print(f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "

@@ -22,16 +22,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import LazyConfig, instantiate
-from detectron2.data import MetadataCatalog
-from tqdm import tqdm
+from xvfa_ext.dependencies import require_detectron2
 
-from xvfa_ext.layout import VERTEBRA_LEVELS
-from xvfa_ext.radiograph_io import DICOM_SUFFIXES, IMAGE_SUFFIXES, read_radiograph
-from xvfa_ext.reports import CSV_FIELDS, csv_row, patient_summary, vertebra_report
-from xvfa_ext.files import write_atomic
-from xvfa_ext.visualizer import VertebraVisualizer, levels_by_position
+require_detectron2()
+
+from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
+from detectron2.config import LazyConfig, instantiate  # noqa: E402
+from detectron2.data import MetadataCatalog  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from xvfa_ext.layout import VERTEBRA_LEVELS  # noqa: E402
+from xvfa_ext.radiograph_io import DICOM_SUFFIXES, IMAGE_SUFFIXES, read_radiograph  # noqa: E402
+from xvfa_ext.reports import CSV_FIELDS, csv_row, patient_summary, vertebra_report  # noqa: E402
+from xvfa_ext.files import write_atomic  # noqa: E402
+from xvfa_ext.visualizer import VertebraVisualizer, levels_by_position  # noqa: E402
 
 logger = logging.getLogger("xvfa_ext.predict")
 

@@ -13,13 +13,17 @@ import logging
 import time
 
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import LazyConfig, instantiate
-from detectron2.engine import SimpleTrainer, default_argument_parser, default_setup, default_writers, hooks, launch
-from detectron2.engine.defaults import create_ddp_model
-from detectron2.evaluation import inference_on_dataset, print_csv_format
-from detectron2.utils import comm
-from detectron2.utils.logger import setup_logger
+from xvfa_ext.dependencies import require_detectron2
+
+require_detectron2()
+
+from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
+from detectron2.config import LazyConfig, instantiate  # noqa: E402
+from detectron2.engine import SimpleTrainer, default_argument_parser, default_setup, default_writers, hooks, launch  # noqa: E402
+from detectron2.engine.defaults import create_ddp_model  # noqa: E402
+from detectron2.evaluation import inference_on_dataset, print_csv_format  # noqa: E402
+from detectron2.utils import comm  # noqa: E402
+from detectron2.utils.logger import setup_logger  # noqa: E402
 
 logger = logging.getLogger("detectron2")
 

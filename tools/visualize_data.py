@@ -9,13 +9,17 @@ import sys
 from pathlib import Path
 
 import cv2
-from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data import detection_utils as utils
-from tqdm import tqdm
+from xvfa_ext.dependencies import require_detectron2
 
-import xvfa_ext.data  # noqa: F401  (registers the synthetic datasets)
-from xvfa_ext.files import write_atomic
-from xvfa_ext.visualizer import VertebraVisualizer
+require_detectron2()
+
+from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
+from detectron2.data import detection_utils as utils  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+import xvfa_ext.data  # noqa: E402,F401  (registers the synthetic datasets)
+from xvfa_ext.files import write_atomic  # noqa: E402
+from xvfa_ext.visualizer import VertebraVisualizer  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -1,28 +1,26 @@
 """detrex's DINO on any device: its denoising methods hard-code CUDA, these versions do not.
 
-DINO lives in detrex's ``projects/dino``, which pip does not install; it is imported from a detrex
-checkout on ``PYTHONPATH`` or named by ``DETREX_HOME``.
+DINO lives in detrex's ``projects/dino``, which pip does not install; it is imported from the
+installed detrex's checkout, or from ``DETREX_HOME`` (see ``xvfa_ext.dependencies``).
 """
 
 import contextlib
-import os
-import sys
 
 import torch
+
+from ..dependencies import add_detrex_projects_to_path
 
 
 def _import_dino():
     try:
+        add_detrex_projects_to_path()
+    except ImportError:
+        pass  # projects/dino may still be on PYTHONPATH
+    try:
         from projects.dino import modeling
     except ImportError:
-        home = os.environ.get("DETREX_HOME")
-        if not home or not os.path.isdir(os.path.join(home, "projects", "dino")):
-            raise ImportError(
-                "detrex's DINO (projects/dino in the detrex repository) is not importable: "
-                "set DETREX_HOME to your detrex checkout or put the checkout on PYTHONPATH"
-            ) from None
-        sys.path.append(home)
-        from projects.dino import modeling
+        add_detrex_projects_to_path()  # raises, naming where it looked and the fix
+        raise
     return modeling
 
 
