@@ -13,7 +13,7 @@ from fvcore.common.param_scheduler import MultiStepParamScheduler
 
 from xvfa_ext.solver import xvfa_optimizer_params
 
-from .data.vertebra_synthetic import dataloader
+from .data.vertebra_synthetic import dataloader, dataset
 from .models.xvfa_dino_r50 import model
 
 train = get_config("common/train.py").train

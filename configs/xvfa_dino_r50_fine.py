@@ -9,7 +9,7 @@ from detectron2.config import LazyCall as L
 from detectron2.solver import WarmupParamScheduler
 from fvcore.common.param_scheduler import CosineParamScheduler
 
-from .xvfa_dino_r50 import dataloader, model, optimizer, train
+from .xvfa_dino_r50 import dataloader, dataset, model, optimizer, train
 
 model.detector = None
 model.train_detector = False

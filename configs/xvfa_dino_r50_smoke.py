@@ -1,6 +1,6 @@
 """A few iterations of the joint model on small synthetic images: about a minute on a CPU machine."""
 
-from .xvfa_dino_r50 import dataloader, lr_multiplier, model, optimizer, train
+from .xvfa_dino_r50 import dataloader, dataset, lr_multiplier, model, optimizer, train
 
 dataloader.train.dataset.names = "xvfa_synthetic_small_train"
 dataloader.test.dataset.names = "xvfa_synthetic_small_val"

@@ -128,5 +128,82 @@ def test_mapper_packs_labels_and_names_a_corrupt_image(small, tmp_path):
 
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"not a png at all")
-    with pytest.raises(ValueError, match=r"corrupt\.png: cannot read the image"):
+    with pytest.raises(ValueError, match=r"corrupt\.png: cannot decode the image"):
         mapper(dict(records[0], file_name=str(corrupt)))
+
+
+def test_registering_again_is_harmless_and_other_files_under_the_name_are_an_error(small, tmp_path):
+    from xvfa_ext.data import DatasetError, register_vertebra_coco
+
+    root, paths = small
+    register_vertebra_coco("xvfa_test_twice", str(paths["train"]), str(root / "images"))
+    register_vertebra_coco("xvfa_test_twice", str(paths["train"]), str(root / "images"))  # a config loaded again
+    with pytest.raises(DatasetError, match=r"'xvfa_test_twice' is already registered with .*train\.json.*val\.json"):
+        register_vertebra_coco("xvfa_test_twice", str(paths["val"]), str(root / "images"))
+
+
+def test_dataset_config_registers_own_files_and_points_the_loaders_at_them(small):
+    from detectron2.config import LazyConfig
+    from detectron2.data import MetadataCatalog
+
+    from xvfa_ext.data import DatasetError, register_from_config
+
+    root, paths = small
+    cfg = LazyConfig.load("configs/xvfa_dino_r50_smoke.py")
+    register_from_config(cfg)  # nothing named: the synthetic splits stay
+    assert cfg.dataloader.train.dataset.names == "xvfa_synthetic_small_train"
+    own = ["dataset.name=own_cfg", f"dataset.image_root={root / 'images'}", f"dataset.train_json={paths['train']}",
+           f"dataset.val_json={paths['val']}", "dataset.view=frontal"]
+    cfg = LazyConfig.apply_overrides(LazyConfig.load("configs/xvfa_dino_r50_smoke.py"), own)
+    register_from_config(cfg)
+    register_from_config(cfg)
+    assert cfg.dataloader.train.dataset.names == "own_cfg_train" and cfg.dataloader.test.dataset.names == "own_cfg_val"
+    assert MetadataCatalog.get("own_cfg_val").view == "frontal"
+    cfg = LazyConfig.apply_overrides(LazyConfig.load("configs/xvfa_dino_r50_smoke.py"), own[:3] + ["dataset.name=own2"])
+    with pytest.raises(DatasetError, match="dataset.val_json is not set"):
+        register_from_config(cfg)
+
+
+def test_view_sets_how_a_flip_relabels_keypoints(small):
+    from detectron2.data import DatasetCatalog
+    from detectron2.data import transforms as T
+
+    from xvfa_ext.data import VertebraDatasetMapper, register_vertebra_coco
+
+    root, paths = small
+    register_vertebra_coco("xvfa_test_frontal", str(paths["train"]), str(root / "images"), view="frontal")
+    register_vertebra_coco("xvfa_test_lateral", str(paths["train"]), str(root / "images"))
+    record = DatasetCatalog.get("xvfa_test_lateral")[0]
+    flip = [T.RandomFlip(1.0, horizontal=True, vertical=False)]
+    out = {}
+    for view in ("lateral", "frontal"):
+        mapper = VertebraDatasetMapper(True, flip, resize_factor=1, dataset_names=f"xvfa_test_{view}")
+        out[view] = mapper(record)["instances"].gt_keypoints.tensor[..., :2]
+    width = record["width"]
+    original = np.asarray(record["annotations"][0]["keypoints"], dtype=np.float32).reshape(6, 3)[:, :2]
+    mirrored = np.stack([width - original[:, 0], original[:, 1]], axis=1)
+    np.testing.assert_allclose(out["lateral"][0].numpy(), mirrored, atol=1e-3)  # labels kept
+    np.testing.assert_allclose(out["frontal"][0].numpy(), mirrored[[2, 1, 0, 5, 4, 3]], atol=1e-3)  # sides swapped
+
+
+@pytest.mark.parametrize("kind", ["rgb_jpeg", "gray16_tiff"])
+def test_mapper_reads_16_bit_and_colour_images(small, tmp_path, kind):
+    import cv2
+    from detectron2.data import DatasetCatalog
+
+    from xvfa_ext.data import VertebraDatasetMapper
+
+    record = DatasetCatalog.get("xvfa_test_small")[0]
+    gray = cv2.imread(record["file_name"], cv2.IMREAD_GRAYSCALE)
+    if kind == "rgb_jpeg":
+        path = tmp_path / "film.jpg"
+        cv2.imwrite(str(path), cv2.merge([gray, gray, gray]), [cv2.IMWRITE_JPEG_QUALITY, 100])
+    else:
+        path = tmp_path / "film.tif"
+        cv2.imwrite(str(path), gray.astype(np.uint16) * 257)  # the full 16-bit range
+    out = VertebraDatasetMapper(False, [], resize_factor=1)(dict(record, file_name=str(path)))
+    image = out["image"].numpy()
+    assert image.shape == (3, *gray.shape) and (image[0] == image[1]).all()
+    # The same picture, scaled to 8 bits (JPEG loses a little).
+    expected = (gray.astype(float) - gray.min()) / (gray.max() - gray.min()) * 255 if kind == "gray16_tiff" else gray
+    assert np.abs(image[0].astype(float) - expected).mean() < 1.5

@@ -10,7 +10,8 @@ from pycocotools.coco import COCO
 from xvfa_ext.gsq import classify
 from xvfa_ext.layout import KEYPOINT_NAMES, VERTEBRA_LEVELS
 from xvfa_ext.synthetic import SyntheticConfig, generate_image, image_seed
-from xvfa_ext.synthetic_dataset import NUM_FOLDS, write_synthetic_dataset
+from xvfa_ext.coco_splits import NUM_FOLDS
+from xvfa_ext.synthetic_dataset import write_synthetic_dataset
 
 SCRIPT = Path(__file__).resolve().parents[1] / "datasets" / "prepare_synthetic.py"
 SMALL = SyntheticConfig(height=192, width=144)

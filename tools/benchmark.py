@@ -42,7 +42,10 @@ def _batches(cfg, batch_size: int):
 def _build(config_file: str, overrides, batch_size: int):
     from detectron2.config import LazyConfig, instantiate
 
+    from xvfa_ext.data import register_from_config
+
     cfg = LazyConfig.apply_overrides(LazyConfig.load(config_file), overrides)
+    register_from_config(cfg)
     torch.manual_seed(0)
     xvfa = instantiate(cfg.model)
     # An untrained detector scores no box over the threshold; a trained one finds thirteen vertebrae.

@@ -31,6 +31,7 @@ from detectron2.config import LazyConfig, instantiate  # noqa: E402
 from detectron2.data import MetadataCatalog  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from xvfa_ext.data import register_from_config  # noqa: E402
 from xvfa_ext.layout import VERTEBRA_LEVELS  # noqa: E402
 from xvfa_ext.radiograph_io import DICOM_SUFFIXES, IMAGE_SUFFIXES, read_radiograph  # noqa: E402
 from xvfa_ext.reports import CSV_FIELDS, csv_row, patient_summary, vertebra_report  # noqa: E402
@@ -64,6 +65,7 @@ class Predictor:
 
     def __init__(self, config_file: str, weights: str, overrides):
         cfg = LazyConfig.apply_overrides(LazyConfig.load(config_file), overrides)
+        register_from_config(cfg)
         self.model = instantiate(cfg.model).to(cfg.train.device).eval()
         if self.model.detector is None:
             raise ValueError(f"{config_file}: the model has no detector; prediction needs one")

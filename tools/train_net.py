@@ -10,6 +10,7 @@ N CPU processes that talk over gloo.
 """
 
 import logging
+import sys
 import time
 
 import torch
@@ -24,6 +25,8 @@ from detectron2.engine.defaults import create_ddp_model  # noqa: E402
 from detectron2.evaluation import inference_on_dataset, print_csv_format  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
+
+from xvfa_ext.data import DatasetError, register_from_config  # noqa: E402
 
 logger = logging.getLogger("detectron2")
 
@@ -130,6 +133,10 @@ def do_train(args, cfg):
 def main(args):
     cfg = LazyConfig.load(args.config_file)
     cfg = LazyConfig.apply_overrides(cfg, args.opts)
+    try:
+        register_from_config(cfg)
+    except DatasetError as exc:
+        sys.exit(f"train_net.py: {exc}")
     if cfg.train.device == "cpu":
         if comm.get_world_size() > 1:
             torch.set_num_threads(1)  # one thread per process: the processes share the cores

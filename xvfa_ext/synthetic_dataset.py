@@ -1,6 +1,5 @@
 """The synthetic dataset on disk: PNG radiographs, COCO keypoint files, patient splits and folds."""
 
-import json
 import os
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -10,20 +9,8 @@ import numpy as np
 from tqdm import tqdm
 
 from .files import write_atomic
-from .layout import KEYPOINT_NAMES, SKELETON
+from .coco_splits import CATEGORY, split_files, write_split_files
 from .synthetic import SyntheticConfig, generate_image, image_seed, vertebra_box
-
-SPLITS = ("train", "val", "test")
-SPLIT_FRACTIONS = {"val": 0.15, "test": 0.15}
-NUM_FOLDS = 5
-CATEGORY = {
-    "id": 1,
-    "name": "vertebra",
-    "supercategory": "spine",
-    "keypoints": list(KEYPOINT_NAMES),
-    "skeleton": [[i + 1, j + 1] for i, j in SKELETON],  # COCO counts keypoints from 1
-}
-
 
 def _annotations(image_id: int, first_id: int, vertebrae, height: int, width: int) -> List[Dict]:
     out = []
@@ -47,17 +34,6 @@ def _annotations(image_id: int, first_id: int, vertebrae, height: int, width: in
             }
         )
     return out
-
-
-def _split_patients(patients: List[str], seed: int) -> Dict[str, List[str]]:
-    order = list(np.random.default_rng([seed, 1 << 30]).permutation(patients))
-    n_test = max(1, round(SPLIT_FRACTIONS["test"] * len(order))) if len(order) > 2 else 0
-    n_val = max(1, round(SPLIT_FRACTIONS["val"] * len(order))) if len(order) > 2 else 0
-    return {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
-
-
-def _coco(images: List[Dict], annotations: List[Dict], info: Dict) -> Dict:
-    return {"info": info, "images": images, "annotations": annotations, "categories": [CATEGORY]}
 
 
 def write_synthetic_dataset(
@@ -109,35 +85,5 @@ def write_synthetic_dataset(
         "height": cfg.height,
         "width": cfg.width,
     }
-    by_patient = {img["patient_id"]: img["id"] for img in images}
-    patient_splits = _split_patients(list(by_patient), seed)
-    patient_splits["trainval"] = patient_splits["train"] + patient_splits["val"]
-    paths = {}
-    for split, patients in patient_splits.items():
-        ids = {by_patient[p] for p in patients}
-        coco = _coco(
-            [img for img in images if img["id"] in ids],
-            [a for a in annotations if a["image_id"] in ids],
-            dict(info, split=split),
-        )
-        paths[split] = ann_dir / f"{split}.json"
-        write_atomic(paths[split], json.dumps(coco).encode())
-
-    trainval = sorted(patient_splits["trainval"])
-    order = np.random.default_rng([seed, 1 << 31]).permutation(len(trainval))
-    folds = []
-    for k in range(NUM_FOLDS):
-        val = sorted(trainval[i] for i in order[k::NUM_FOLDS])
-        train = sorted(set(trainval) - set(val))
-        folds.append(
-            {
-                "fold": k,
-                "train_patients": train,
-                "val_patients": val,
-                "train_image_ids": sorted(by_patient[p] for p in train),
-                "val_image_ids": sorted(by_patient[p] for p in val),
-            }
-        )
-    paths["folds"] = ann_dir / "folds.json"
-    write_atomic(paths["folds"], json.dumps({"source": "trainval.json", "folds": folds}, indent=1).encode())
+    paths = write_split_files(ann_dir, split_files(images, annotations, info, seed))
     return paths

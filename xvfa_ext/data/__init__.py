@@ -4,6 +4,8 @@ from .datasets import (
     DatasetError,
     ensure_synthetic,
     load_vertebra_coco,
+    VIEWS,
+    register_from_config,
     register_synthetic_datasets,
     register_vertebra_coco,
 )
@@ -22,6 +24,8 @@ __all__ = [
     "build_augmentations",
     "ensure_synthetic",
     "load_vertebra_coco",
+    "VIEWS",
+    "register_from_config",
     "register_synthetic_datasets",
     "register_vertebra_coco",
 ]

@@ -15,11 +15,12 @@ from detectron2.data.datasets import load_coco_json
 
 from ..layout import ENDPLATES, HEIGHTS, KEYPOINT_NAMES
 from ..synthetic import SyntheticConfig
-from ..synthetic_dataset import NUM_FOLDS, SPLITS, write_synthetic_dataset
+from ..coco_splits import NUM_FOLDS, SPLITS
+from ..synthetic_dataset import write_synthetic_dataset
 
 logger = logging.getLogger(__name__)
 
-EXTRA_ANNOTATION_KEYS = ("grade", "morphology", "level", "imputed")
+EXTRA_ANNOTATION_KEYS = ("grade", "morphology", "level", "imputed", "graded_by")
 # Endplates in blue, heights in orange, as the Visualizer draws keypoint connections.
 KEYPOINT_CONNECTION_RULES = [(KEYPOINT_NAMES[i], KEYPOINT_NAMES[j], (0, 114, 255)) for i, j in ENDPLATES] + [
     (KEYPOINT_NAMES[i], KEYPOINT_NAMES[j], (255, 140, 0)) for i, j in HEIGHTS
@@ -82,25 +83,89 @@ def load_vertebra_coco(json_file: str, image_root: str, dataset_name: Optional[s
     return out
 
 
-def _set_metadata(name: str, json_file: str, image_root: str) -> None:
+# A horizontal flip of a lateral film is the view from the patient's other side: anterior stays
+# anterior, so no label changes. On a frontal (AP) film the two sides are a left/right convention of
+# the image, so a flip swaps them.
+VIEWS = {
+    "lateral": [],
+    "frontal": [("upper_posterior", "upper_anterior"), ("lower_posterior", "lower_anterior")],
+}
+
+
+def _set_metadata(name: str, json_file: str, image_root: str, view: str = "lateral") -> None:
+    if view not in VIEWS:
+        raise DatasetError(f"dataset '{name}': view must be one of {sorted(VIEWS)}, got {view!r}")
     MetadataCatalog.get(name).set(
         json_file=json_file,
         image_root=image_root,
         evaluator_type="xvfa",
         thing_classes=["vertebra"],
         keypoint_names=list(KEYPOINT_NAMES),
-        # Anterior and posterior are sides of the body, not of the image: a flipped lateral view is
-        # the view from the patient's other side, where the anterior wall is still anterior.
-        keypoint_flip_map=[],
+        view=view,
+        keypoint_flip_map=VIEWS[view],
         keypoint_connection_rules=KEYPOINT_CONNECTION_RULES,
     )
 
 
-def register_vertebra_coco(name: str, json_file: str, image_root: str, image_ids: Optional[Iterable[int]] = None) -> None:
-    """Register a COCO vertebra keypoint file (optionally a subset of its images) under ``name``."""
+def register_vertebra_coco(
+    name: str, json_file: str, image_root: str, image_ids: Optional[Iterable[int]] = None, view: str = "lateral"
+) -> None:
+    """Register a COCO vertebra keypoint file (optionally a subset of its images) under ``name``.
+
+    Registering the same files under the same name again does nothing (a config may be loaded
+    twice, for example by ``launch``); other files under a registered name are an error.
+    """
     ids = sorted(image_ids) if image_ids is not None else None
+    if name in DatasetCatalog.list():
+        meta = MetadataCatalog.get(name)
+        same = (
+            meta.get("json_file") == json_file
+            and meta.get("image_root") == image_root
+            and meta.get("view") == view
+            and meta.get("image_ids") == ids
+        )
+        if not same:
+            raise DatasetError(
+                f"dataset '{name}' is already registered with {meta.get('json_file')} (images {meta.get('image_root')}, "
+                f"view {meta.get('view')}); cannot register {json_file} (images {image_root}, view {view}) under the same name"
+            )
+        return
     DatasetCatalog.register(name, lambda: load_vertebra_coco(json_file, image_root, name, ids))
-    _set_metadata(name, json_file, image_root)
+    _set_metadata(name, json_file, image_root, view)
+    MetadataCatalog.get(name).set(image_ids=ids)
+
+
+def register_from_config(cfg) -> None:
+    """Register the COCO files named by ``cfg.dataset`` and point the dataloaders at them.
+
+    ``cfg.dataset`` holds ``name``, ``image_root``, ``train_json``, ``val_json``, ``test_json``,
+    ``eval_split`` and ``view`` (see ``configs/data/vertebra_synthetic.py``). With no JSON file
+    named, the config's own dataset names stay (the bundled synthetic data). Otherwise each named
+    file is registered as ``<name>_<split>``; training reads ``<name>_train`` and evaluation
+    ``<name>_<eval_split>``.
+    """
+    ds = cfg.get("dataset")
+    if ds is None:
+        return
+    files = {split: ds.get(f"{split}_json") for split in ("train", "val", "test")}
+    if not any(files.values()):
+        return
+    if not ds.get("image_root"):
+        raise DatasetError("dataset.image_root is not set: the folder that the JSON files' file_name entries are under")
+    for split, json_file in files.items():
+        if json_file:
+            register_vertebra_coco(f"{ds.name}_{split}", str(json_file), str(ds.image_root), view=ds.get("view", "lateral"))
+    if files["train"]:
+        cfg.dataloader.train.dataset.names = f"{ds.name}_train"
+    split = ds.get("eval_split", "val")
+    if split not in files:
+        raise DatasetError(f"dataset.eval_split must be one of {sorted(files)}, got {split!r}")
+    if not files[split]:
+        raise DatasetError(
+            f"dataset.{split}_json is not set, and evaluation reads dataset.eval_split={split!r}: "
+            "name that file or choose another split"
+        )
+    cfg.dataloader.test.dataset.names = f"{ds.name}_{split}"
 
 
 # name prefix -> (folder under the datasets root, images, config)

@@ -1,7 +1,7 @@
 """Dataset mapper for vertebra radiographs: reads, augments and packs boxes, keypoints and GSQ labels."""
 
 import copy
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -9,6 +9,7 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
 from ..layout import NUM_KEYPOINTS
+from ..radiograph_io import read_radiograph
 from .transforms import RandomBlur, RandomEqualize, RandomInvert, ResizeByFactor
 
 
@@ -51,23 +52,25 @@ class VertebraDatasetMapper:
         image_format: str = "RGB",
         keep_annotations: bool = False,
         resize_factor: float = 0.5,
+        dataset_names: Optional[Union[str, Sequence[str]]] = None,
     ):
         self.is_train = is_train
         self.augmentations = T.AugmentationList(augmentations if augmentations is not None else build_augmentations(is_train))
         self.resize = ResizeByFactor(resize_factor) if resize_factor != 1 else None
         self.image_format = image_format
         self.keep_annotations = keep_annotations or is_train
-        # A horizontal flip keeps every keypoint's label (see the dataset metadata).
-        self.keypoint_hflip_indices = np.arange(NUM_KEYPOINTS)
+        # How a horizontal flip relabels keypoints is the datasets' view (their keypoint_flip_map):
+        # not at all for a lateral film, which is also the default without dataset names.
+        if dataset_names:
+            names = [dataset_names] if isinstance(dataset_names, str) else list(dataset_names)
+            self.keypoint_hflip_indices = utils.create_keypoint_hflip_indices(names)
+        else:
+            self.keypoint_hflip_indices = np.arange(NUM_KEYPOINTS)
 
     def _read(self, file_name: str) -> np.ndarray:
-        try:
-            image = utils.read_image(file_name, format=self.image_format)
-        except Exception as exc:
-            raise ValueError(f"{file_name}: cannot read the image ({exc})") from exc
-        if image.size == 0 or image.shape[0] == 0 or image.shape[1] == 0:
-            raise ValueError(f"{file_name}: the image is empty")
-        return image
+        """The radiograph as (H, W, 3) uint8: 8 or 16 bit, grayscale or colour, PNG/JPEG/TIFF/DICOM."""
+        gray, _, _ = read_radiograph(file_name)
+        return np.repeat(gray[:, :, None], 3, axis=2)
 
     def map_image(self, image: np.ndarray) -> Tuple[Dict[str, torch.Tensor], T.TransformList]:
         """``image`` and ``fine_image`` of an (H, W, 3) radiograph, and the transforms that made ``image``."""
