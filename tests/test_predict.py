@@ -47,8 +47,9 @@ def test_predict_reports_dicom_and_names_the_corrupt_file(tmp_path):
     for stem in ("scan0", "scan1", "scan"):
         assert cv2.imread(str(out / f"{stem}.png")) is not None
         report = json.loads((out / f"{stem}.json").read_text(), parse_constant=_no_nan)
-        assert len(report["vertebrae"]) == 13 and report["levels"] == "by position, T4 to L4"
+        assert len(report["vertebrae"]) == 13 and report["levels"].startswith("cranial to caudal, anchored to the dataset's levels T4-L4")
         assert [v["level"] for v in report["vertebrae"]][:2] == ["T4", "T5"]
+        assert all(isinstance(v["level_certain"], bool) for v in report["vertebrae"])
         assert set(report["patient"]) == {"vertebrae", "worst_grade", "moderate_or_severe", "screening_positive"}
         v = report["vertebrae"][0]
         assert set(v["keypoints"]["upper_posterior"]) == {"x", "y", "eps_px"}

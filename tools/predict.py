@@ -31,7 +31,7 @@ from detectron2.config import LazyConfig, instantiate  # noqa: E402
 from detectron2.data import MetadataCatalog  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from xvfa_ext.data import register_from_config  # noqa: E402
+from xvfa_ext.data import dataset_levels, register_from_config  # noqa: E402
 from xvfa_ext.layout import VERTEBRA_LEVELS  # noqa: E402
 from xvfa_ext.radiograph_io import DICOM_SUFFIXES, IMAGE_SUFFIXES, read_radiograph  # noqa: E402
 from xvfa_ext.reports import CSV_FIELDS, csv_row, patient_summary, vertebra_report  # noqa: E402
@@ -72,6 +72,7 @@ class Predictor:
         DetectionCheckpointer(self.model).load(weights)
         self.mapper = instantiate(cfg.dataloader.test.mapper)
         self.metadata = MetadataCatalog.get(cfg.dataloader.test.dataset.names)
+        dataset_levels(self.metadata.name)  # the levels that found vertebrae are anchored to
 
     def __call__(self, gray: np.ndarray):
         inputs, _ = self.mapper.map_image(np.repeat(gray[:, :, None], 3, axis=2))
@@ -80,11 +81,12 @@ class Predictor:
         return out[0]["instances"].to("cpu")
 
 
-def _report(path: Path, instances, spacing, patient_id):
+def _report(path: Path, instances, spacing, patient_id, image_height, metadata):
     boxes = instances.pred_boxes.tensor.numpy()
     order = np.argsort((boxes[:, 1] + boxes[:, 3]) / 2, kind="stable")  # cranial to caudal, as levels are given
     instances = instances[torch.as_tensor(order, dtype=torch.long)]
-    levels = levels_by_position(instances.pred_boxes.tensor.numpy())
+    levels, certain = levels_by_position(instances.pred_boxes.tensor.numpy(), image_height, metadata)
+    names = metadata.get("levels", None) or VERTEBRA_LEVELS
     vertebrae = []
     for i in range(len(instances)):
         probabilities = {
@@ -107,17 +109,21 @@ def _report(path: Path, instances, spacing, patient_id):
                 probabilities,
                 spacing,
                 levels[i],
+                certain[i],
             )
         )
     report = {
         "image": str(path),
         "patient_id": patient_id or path.stem,
         "pixel_spacing_mm": list(spacing) if spacing else None,
-        "levels": "by position, T4 to L4" if len(instances) == len(VERTEBRA_LEVELS) else None,
+        "levels": (
+            f"cranial to caudal, anchored to the dataset's levels {names[0]}-{names[-1]} by their usual position; "
+            "level_certain is false where the fit is off by a quarter level or more" if names else None
+        ),
         "vertebrae": vertebrae,
         "patient": patient_summary(vertebrae),
     }
-    return instances, levels, report
+    return instances, levels, certain, report
 
 
 def _unique_stem(path: Path, used: set) -> str:
@@ -155,10 +161,12 @@ def main(argv=None) -> int:
             logger.error(f"skipped {exc}")
             failed.append(str(exc))
             continue
-        instances, levels, report = _report(path, predictor(gray), spacing, patient_id)
+        instances, levels, certain, report = _report(
+            path, predictor(gray), spacing, patient_id, gray.shape[0], predictor.metadata
+        )
         stem = _unique_stem(path, used)
         vis = VertebraVisualizer(np.repeat(gray[:, :, None], 3, 2), predictor.metadata, scale=args.scale)
-        ok, png = cv2.imencode(".png", vis.draw_predictions(instances, levels).get_image()[:, :, ::-1])
+        ok, png = cv2.imencode(".png", vis.draw_predictions(instances, levels, certain).get_image()[:, :, ::-1])
         write_atomic(out / f"{stem}.png", png.tobytes())
         write_atomic(out / f"{stem}.json", json.dumps(report, indent=1, allow_nan=False).encode())
         rows += [csv_row(str(path), v) for v in report["vertebrae"]]

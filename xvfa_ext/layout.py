@@ -43,3 +43,52 @@ def order_levels(levels, mean_y=None):
     if mean_y is None:
         raise ValueError(f"levels {distinct} are not all of the form C7, T12, L1: their order needs positions")
     return sorted(distinct, key=lambda v: mean_y[v])
+
+
+def level_positions(records) -> dict:
+    """Each level's median vertical position (box centre over image height) in detectron2 dataset dicts."""
+    rows = {}
+    for r in records:
+        for a in r.get("annotations", []):
+            if a.get("level") is None:
+                continue
+            x, y, w, h = a["bbox"][:4]  # XYWH, as the vertebra files store boxes
+            rows.setdefault(str(a["level"]), []).append((y + h / 2) / r["height"])
+    return {level: float(sorted(v)[len(v) // 2]) for level, v in rows.items()}
+
+
+def assign_levels(y_centres, image_height: float, levels, positions=None):
+    """Levels for vertebrae given cranial to caudal, anchored by where each level usually lies.
+
+    ``levels`` are the dataset's levels, cranial to caudal; ``positions`` maps each to its usual
+    vertical position as a fraction of the image height (:func:`level_positions`). The run of found
+    vertebrae is slid along the levels (or the levels along a longer run) to the offset that fits
+    those positions best in least squares. An assignment is certain when the fit's root mean square
+    error is under a quarter of the usual spacing between neighbouring levels, so that the next
+    offset fits clearly worse; vertebrae beyond the levels get none.
+    Without positions, levels are given only when as many vertebrae as levels were found.
+
+    Returns ``(level or None per vertebra, certain per vertebra)``.
+    """
+    n, m = len(y_centres), len(levels)
+    if n == 0 or m == 0:
+        return [None] * n, [False] * n
+    if not positions or any(lv not in positions for lv in levels):
+        if n == m:
+            return list(levels), [True] * n
+        return [None] * n, [False] * n
+    y = [float(v) / image_height for v in y_centres]
+    p = [positions[lv] for lv in levels]
+    spacing = sorted(b - a for a, b in zip(p, p[1:]))[(m - 1) // 2] if m > 1 else 1.0
+    if n <= m:
+        fits = [(sum((y[i] - p[s + i]) ** 2 for i in range(n)) / n, s, 0) for s in range(m - n + 1)]
+    else:
+        fits = [(sum((y[t + j] - p[j]) ** 2 for j in range(m)) / m, 0, t) for t in range(n - m + 1)]
+    cost, s, t = min(fits)
+    certain = cost ** 0.5 < spacing / 4
+    out, sure = [None] * n, [False] * n
+    for i in range(n):
+        j = s + i - t
+        if 0 <= j < m and (n <= m or t <= i < t + m):
+            out[i], sure[i] = levels[j], certain
+    return out, sure

@@ -75,6 +75,7 @@ def vertebra_report(
     probabilities: Dict[str, Dict[str, np.ndarray]],
     pixel_spacing: Optional[Sequence[float]] = None,
     level: Optional[str] = None,
+    level_certain: bool = False,
 ) -> Dict:
     """One predicted vertebra as the JSON report holds it.
 
@@ -93,6 +94,7 @@ def vertebra_report(
     report = {
         "index": index,
         "level": level,
+        "level_certain": bool(level is not None and level_certain),
         "box": [round(float(v), 2) for v in box],
         "score": round(float(score), 6),
         "keypoints": {
@@ -129,7 +131,7 @@ def patient_summary(vertebrae: List[Dict]) -> Dict:
 
 
 CSV_FIELDS = (
-    ["image", "index", "level", "score", "grade", "morphology", "p_normal", "p_mild", "p_moderate", "p_severe"]
+    ["image", "index", "level", "level_certain", "score", "grade", "morphology", "p_normal", "p_mild", "p_moderate", "p_severe"]
     + ["height_anterior_px", "height_middle_px", "height_posterior_px", "height_anterior_mm", "height_middle_mm"]
     + ["height_posterior_mm", "APR", "MPR", "MAR", "reduction", "mean_eps_px"]
     + [f"score_{name}" for name in SCORES]
@@ -147,6 +149,7 @@ def csv_row(image: str, vertebra: Dict) -> Dict:
         "image": image,
         "index": vertebra["index"],
         "level": vertebra["level"] or "",
+        "level_certain": int(vertebra.get("level_certain", False)),
         "score": vertebra["score"],
         "grade": vertebra["grade"],
         "morphology": vertebra["morphology"],

@@ -1,13 +1,13 @@
 """detectron2's Visualizer for vertebrae: boxes, keypoints with intervals, heights and GSQ labels."""
 
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from detectron2.utils.visualizer import Visualizer
 from matplotlib.patches import Ellipse
 
 from .gsq import GRADES, INVALID
-from .layout import ENDPLATES, HEIGHTS, VERTEBRA_LEVELS
+from .layout import ENDPLATES, HEIGHTS, VERTEBRA_LEVELS, assign_levels
 
 # Label colours by grade: normal, mild, moderate, severe; grey for an invalid vertebra.
 SEVERITY_COLORS = ((0.2, 0.8, 0.2), (1.0, 0.85, 0.1), (1.0, 0.5, 0.0), (0.9, 0.1, 0.1))
@@ -36,15 +36,24 @@ def vertebra_label(level: Optional[str], grade: int, morphology: int, probabilit
     return " ".join(p for p in parts if p)
 
 
-def levels_by_position(boxes: np.ndarray) -> List[Optional[str]]:
-    """T4..L4 from cranial to caudal when exactly thirteen vertebrae were found, else no levels."""
-    if len(boxes) != len(VERTEBRA_LEVELS):
-        return [None] * len(boxes)
-    order = np.argsort((boxes[:, 1] + boxes[:, 3]) / 2, kind="stable")
+def levels_by_position(boxes: np.ndarray, image_height: float, metadata=None) -> Tuple[List[Optional[str]], List[bool]]:
+    """Levels of XYXY ``boxes`` (any order) and whether each is certain (:func:`layout.assign_levels`).
+
+    The dataset's levels and their usual positions come from ``metadata`` (``levels``,
+    ``level_positions``, see ``xvfa_ext.data.dataset_levels``); without them, T4-L4 when thirteen
+    vertebrae were found.
+    """
+    boxes = np.asarray(boxes, dtype=float).reshape(-1, 4)
+    centres = (boxes[:, 1] + boxes[:, 3]) / 2
+    order = np.argsort(centres, kind="stable")
+    names = metadata.get("levels", None) if metadata is not None else None
+    positions = metadata.get("level_positions", None) if metadata is not None else None
+    assigned, certain = assign_levels(centres[order], image_height, names or VERTEBRA_LEVELS, positions)
     levels: List[Optional[str]] = [None] * len(boxes)
+    sure = [False] * len(boxes)
     for rank, i in enumerate(order):
-        levels[i] = VERTEBRA_LEVELS[rank]
-    return levels
+        levels[i], sure[i] = assigned[rank], certain[rank]
+    return levels, sure
 
 
 class VertebraVisualizer(Visualizer):
@@ -83,10 +92,15 @@ class VertebraVisualizer(Visualizer):
         self.draw_text(label, tuple(away), color=color, horizontal_alignment="center", font_size=self._default_font_size * 0.8)
         return self.output
 
-    def draw_predictions(self, instances, levels: Optional[List[Optional[str]]] = None):
-        """XVFA ``Instances`` (on CPU): every predicted vertebra."""
+    def draw_predictions(
+        self, instances, levels: Optional[List[Optional[str]]] = None, certain: Optional[List[bool]] = None
+    ):
+        """XVFA ``Instances`` (on CPU): every predicted vertebra, an uncertain level marked '?'."""
         boxes = instances.pred_boxes.tensor.numpy()
-        levels = levels or levels_by_position(boxes)
+        if levels is None:
+            levels, certain = levels_by_position(boxes, self.output.height, self.metadata)
+        certain = certain if certain is not None else [True] * len(levels)
+        levels = [lv if lv is None or sure else f"{lv}?" for lv, sure in zip(levels, certain)]
         for i in range(len(instances)):
             grade = int(instances.grade_probs[i].argmax())
             morphology = int(instances.morphology_probs[i].argmax())

@@ -13,7 +13,7 @@ from typing import Dict, Iterable, List, Optional
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
-from ..layout import ENDPLATES, HEIGHTS, KEYPOINT_NAMES
+from ..layout import ENDPLATES, HEIGHTS, KEYPOINT_NAMES, level_positions, order_levels
 from ..synthetic import SyntheticConfig
 from ..coco_splits import NUM_FOLDS, SPLITS
 from ..synthetic_dataset import write_synthetic_dataset
@@ -133,6 +133,17 @@ def register_vertebra_coco(
     DatasetCatalog.register(name, lambda: load_vertebra_coco(json_file, image_root, name, ids))
     _set_metadata(name, json_file, image_root, view)
     MetadataCatalog.get(name).set(image_ids=ids)
+
+
+def dataset_levels(name: str):
+    """The levels of a registered dataset, cranial to caudal, and each one's usual vertical position
+    (fraction of the image height); read from its annotations once and kept in its metadata, where
+    the Visualizer and ``predict.py`` anchor detected vertebrae to them."""
+    meta = MetadataCatalog.get(name)
+    if meta.get("level_positions", None) is None:
+        positions = level_positions(DatasetCatalog.get(name))
+        meta.set(levels=order_levels(positions, positions) if positions else [], level_positions=positions)
+    return meta.levels, meta.level_positions
 
 
 def register_from_config(cfg) -> None:
