@@ -8,6 +8,11 @@ Inputs are files, folders or globs of PNG, JPEG, TIFF and DICOM. Per image: an a
 JSON report; over all inputs: vertebrae.csv with one row per vertebra. An input that cannot be read
 is named in the log and skipped; the exit status is then 1. Trailing KEY=VALUE pairs override the
 config, e.g. model.score_threshold=0.5.
+
+``--boxes FILE`` gives the vertebra boxes instead of the detector (a fine-stage-only model then
+works too): a COCO file (``images`` by ``file_name``, ``annotations`` with XYWH ``bbox``) or a CSV
+with the header ``image,x,y,width,height``; levels are then assigned as for detected boxes. Images are matched
+by file name; an input without boxes there fails like an unreadable one.
 """
 
 import argparse
@@ -18,6 +23,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Dict, List, Optional
 
 import cv2
 import numpy as np
@@ -29,6 +35,7 @@ require_detectron2()
 from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.config import LazyConfig, instantiate  # noqa: E402
 from detectron2.data import MetadataCatalog  # noqa: E402
+from detectron2.structures import Boxes, Instances  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from xvfa_ext.data import dataset_levels, register_from_config  # noqa: E402
@@ -60,22 +67,78 @@ def collect_inputs(patterns):
     return unique, missing
 
 
-class Predictor:
-    """Builds the model from a config and weights and runs it on one grayscale radiograph."""
+def read_boxes(path: Path) -> Dict[str, List[List[float]]]:
+    """XYXY boxes by image file name; errors name the file and the line or annotation id."""
+    def box(x, y, w, h, where):
+        values = [float(v) for v in (x, y, w, h)]
+        if not np.isfinite(values).all() or values[2] <= 0 or values[3] <= 0:
+            raise ValueError(f"{where}: box {values} is not a box of positive size")
+        return [values[0], values[1], values[0] + values[2], values[1] + values[3]]
 
-    def __init__(self, config_file: str, weights: str, overrides):
+    out: Dict[str, List] = {}
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read the boxes ({exc})") from None
+    if path.suffix.lower() == ".json":
+        try:
+            coco = json.loads(text)
+            names = {img["id"]: Path(img["file_name"]).name for img in coco["images"]}
+            anns = coco["annotations"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}: not a COCO file with images and annotations ({exc})") from None
+        for a in anns:
+            where = f"{path}: annotation {a.get('id')}"
+            if a.get("image_id") not in names:
+                raise ValueError(f"{where}: image {a.get('image_id')} is not among the file's images")
+            try:
+                xyxy = box(*a["bbox"][:4], where)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(str(exc) if str(exc).startswith(where) else f"{where}: no valid bbox") from None
+            out.setdefault(names[a["image_id"]], []).append(xyxy)
+        return out
+    lines = text.splitlines()
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    reader = csv.DictReader(lines[first:] if first is not None else [])
+    need = {"image", "x", "y", "width", "height"}
+    if first is None or not need <= set(reader.fieldnames or []):
+        raise ValueError(f"{path}: expected a CSV with the header image,x,y,width,height")
+    for k, row in enumerate(reader):
+        where = f"{path}, line {first + 2 + k}"
+        try:
+            xyxy = box(row["x"], row["y"], row["width"], row["height"], where)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(str(exc) if str(exc).startswith(where) else f"{where}: a box value is not a number") from None
+        out.setdefault(Path(row["image"]).name, []).append(xyxy)
+    return out
+
+
+class Predictor:
+    """Builds the model from a config and weights and runs it on one grayscale radiograph.
+
+    With ``given_boxes`` the detector is not used: the fine stage runs on the boxes passed in.
+    """
+
+    def __init__(self, config_file: str, weights: str, overrides, given_boxes: bool = False):
         cfg = LazyConfig.apply_overrides(LazyConfig.load(config_file), overrides)
         register_from_config(cfg)
         self.model = instantiate(cfg.model).to(cfg.train.device).eval()
-        if self.model.detector is None:
-            raise ValueError(f"{config_file}: the model has no detector; prediction needs one")
+        if given_boxes:
+            self.model.detector = None
+        elif self.model.detector is None:
+            raise ValueError(f"{config_file}: the model has no detector; give the boxes with --boxes FILE")
         DetectionCheckpointer(self.model).load(weights)
         self.mapper = instantiate(cfg.dataloader.test.mapper)
         self.metadata = MetadataCatalog.get(cfg.dataloader.test.dataset.names)
         dataset_levels(self.metadata.name)  # the levels that found vertebrae are anchored to
 
-    def __call__(self, gray: np.ndarray):
+    def __call__(self, gray: np.ndarray, boxes: Optional[List[List[float]]] = None):
+        """``boxes``: XYXY in the radiograph's pixels, for a model without a detector."""
         inputs, _ = self.mapper.map_image(np.repeat(gray[:, :, None], 3, axis=2))
+        if boxes is not None:
+            size = tuple(inputs["image"].shape[1:])
+            factor = torch.tensor([size[1] / gray.shape[1], size[0] / gray.shape[0]] * 2)
+            inputs["instances"] = Instances(size, gt_boxes=Boxes(torch.tensor(boxes, dtype=torch.float32) * factor))
         with torch.no_grad():
             out = self.model([dict(inputs, height=gray.shape[0], width=gray.shape[1])])
         return out[0]["instances"].to("cpu")
@@ -142,6 +205,7 @@ def main(argv=None) -> int:
     parser.add_argument("--input", nargs="+", required=True, help="files, folders or globs")
     parser.add_argument("--output", required=True, help="folder for the PNGs, JSON reports and vertebrae.csv")
     parser.add_argument("--scale", type=float, default=2.0, help="size of the annotated PNGs relative to the input")
+    parser.add_argument("--boxes", type=Path, help="vertebra boxes to use instead of the detector (COCO JSON or CSV)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY=VALUE config overrides")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
@@ -150,9 +214,15 @@ def main(argv=None) -> int:
     failed = [f"{m}: no such file, folder or match" for m in missing]
     for message in failed:
         logger.error(message)
+    given = None
+    if args.boxes is not None:
+        try:
+            given = read_boxes(args.boxes)
+        except ValueError as exc:
+            parser.exit(2, f"predict.py: {exc}\n")
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    predictor = Predictor(args.config_file, args.weights, args.opts)
+    predictor = Predictor(args.config_file, args.weights, args.opts, given_boxes=given is not None)
     rows, used = [], set()
     for path in tqdm(files, desc="radiographs", unit="img"):
         try:
@@ -161,8 +231,15 @@ def main(argv=None) -> int:
             logger.error(f"skipped {exc}")
             failed.append(str(exc))
             continue
+        boxes = None
+        if given is not None:
+            if path.name not in given:
+                logger.error(f"skipped {path}: no boxes for it in {args.boxes}")
+                failed.append(f"{path}: no boxes for it in {args.boxes}")
+                continue
+            boxes = given[path.name]
         instances, levels, certain, report = _report(
-            path, predictor(gray), spacing, patient_id, gray.shape[0], predictor.metadata
+            path, predictor(gray, boxes), spacing, patient_id, gray.shape[0], predictor.metadata
         )
         stem = _unique_stem(path, used)
         vis = VertebraVisualizer(np.repeat(gray[:, :, None], 3, 2), predictor.metadata, scale=args.scale)
