@@ -15,11 +15,18 @@ HEADER = ["image", "level", *[f"{n}_{a}" for n in KEYPOINT_NAMES for a in "xy"],
 OTHER_LEVELS = ("T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8", "T9", "T10", "T11", "T12", "L1")
 
 
-def write_points_csv(root: Path, num_images: int = 8, seed: int = 5, size=(192, 144), drop_every: int = 4):
-    """Images under ``root/images`` and ``root/points.csv``: levels T1-L1, every ``drop_every``-th
-    vertebra left out, every third grade left blank. Returns (csv path, image folder, rows)."""
-    write_synthetic_dataset(root / "src", num_images, seed=seed,
-                            config=SyntheticConfig(height=size[0], width=size[1], prevalence="enriched"), progress=False)
+def write_points_csv(root: Path, num_images: int = 8, seed: int = 5, size=(192, 144), levels=None, keep=None):
+    """Images under ``root/src/images`` and ``root/points.csv``, every third grade left blank.
+
+    Without ``levels``: the thirteen synthetic vertebrae renamed T1-L1, every fourth left out.
+    With ``levels``: spines of those levels, and ``keep(annotation)`` says which vertebrae are read.
+    Returns (csv path, image folder, rows).
+    """
+    config = SyntheticConfig(height=size[0], width=size[1], prevalence="enriched", labelled_fraction=1.0,
+                             levels=tuple(levels or VERTEBRA_LEVELS))
+    write_synthetic_dataset(root / "src", num_images, seed=seed, config=config, progress=False)
+    rename = dict(zip(VERTEBRA_LEVELS, OTHER_LEVELS)) if levels is None else {}
+    keep = keep or (lambda a: a["id"] % 4 != 0)
     images = {}
     anns = []
     for split in ("trainval", "test"):
@@ -28,9 +35,9 @@ def write_points_csv(root: Path, num_images: int = 8, seed: int = 5, size=(192, 
         anns += coco["annotations"]
     rows = []
     for a in sorted(anns, key=lambda a: a["id"]):
-        if a["id"] % drop_every == 0:
+        if not keep(a):
             continue
-        level = OTHER_LEVELS[VERTEBRA_LEVELS.index(a["level"])]
+        level = rename.get(a["level"], a["level"])
         xy = np.asarray(a["keypoints"]).reshape(6, 3)[:, :2].reshape(-1).tolist()
         blank = a["id"] % 3 == 0
         img = images[a["image_id"]]

@@ -1,6 +1,6 @@
 """Synthetic low-dose lateral spine radiographs with GSQ-labelled vertebrae: the embedded default data.
 
-Each image shows the thirteen vertebrae T4-L4 along a kyphotic and lordotic curve. Fractures are made
+Each image shows the thirteen vertebrae T4-L4 (or the config's levels) along a kyphotic and lordotic curve. Fractures are made
 by reducing heights, and every label is the crisp GSQ (:func:`xvfa_ext.gsq.classify`) of the
 noise-free keypoints; the annotated keypoints carry a few pixels of reader noise on top.
 """
@@ -37,10 +37,13 @@ class SyntheticConfig:
     imputation_noise: float = 4.0  # error of imputed keypoints (pixels at height 512)
     labelled_fraction: float = 0.25  # 1 + Binomial(12, p) labelled vertebrae per image
     max_rotation: float = 8.0  # degrees
+    levels: Tuple[str, ...] = VERTEBRA_LEVELS  # cranial to caudal; the spine's length is shared among them
 
     def __post_init__(self):
         if self.prevalence not in PREVALENCE_PRESETS:
             raise ValueError(f"prevalence must be one of {sorted(PREVALENCE_PRESETS)}, got {self.prevalence!r}")
+        if len(self.levels) < 2:
+            raise ValueError(f"a spine needs at least two levels, got {self.levels!r}")
         if self.height < 128 or self.width < 96:
             raise ValueError(f"images must be at least 128x96 pixels, got {self.height}x{self.width}")
 
@@ -108,16 +111,16 @@ def _spine(rng: np.random.Generator, cfg: SyntheticConfig) -> Tuple[List[Synthet
     preset = PREVALENCE_PRESETS[cfg.prevalence]
     facing = rng.choice([-1.0, 1.0])
     points, arc = _spine_curve(rng, cfg, facing)
-    growth = 1 + 0.45 * np.linspace(0, 1, len(VERTEBRA_LEVELS))  # caudal vertebrae are taller
+    growth = 1 + 0.45 * np.linspace(0, 1, len(cfg.levels))  # caudal vertebrae are taller
     disc = rng.uniform(0.22, 0.3)
     unit = arc[-1] / (growth.sum() * (1 + disc))
-    grades = rng.choice(4, size=len(VERTEBRA_LEVELS), p=_normalised(preset["grades"]))
-    shapes = rng.choice(3, size=len(VERTEBRA_LEVELS), p=_normalised(preset["shapes"]))
-    num_labelled = 1 + rng.binomial(len(VERTEBRA_LEVELS) - 1, cfg.labelled_fraction)
-    labelled = set(rng.choice(len(VERTEBRA_LEVELS), size=num_labelled, replace=False).tolist())
+    grades = rng.choice(4, size=len(cfg.levels), p=_normalised(preset["grades"]))
+    shapes = rng.choice(3, size=len(cfg.levels), p=_normalised(preset["shapes"]))
+    num_labelled = 1 + rng.binomial(len(cfg.levels) - 1, cfg.labelled_fraction)
+    labelled = set(rng.choice(len(cfg.levels), size=num_labelled, replace=False).tolist())
     scale = cfg.height / _REFERENCE_HEIGHT
     vertebrae, bodies, position = [], [], unit * disc / 2
-    for i, level in enumerate(VERTEBRA_LEVELS):
+    for i, level in enumerate(cfg.levels):
         height = unit * growth[i]
         s = position + height / 2
         position += height * (1 + disc)
@@ -126,7 +129,7 @@ def _spine(rng: np.random.Generator, cfg: SyntheticConfig) -> Tuple[List[Synthet
         tangent = points[j + 1] - points[j]
         tangent /= np.linalg.norm(tangent)
         anterior = facing * np.array([-tangent[1], tangent[0]])
-        depth = height * rng.uniform(1.2, 1.4) * (1 + 0.15 * i / len(VERTEBRA_LEVELS))
+        depth = height * rng.uniform(1.2, 1.4) * (1 + 0.15 * i / len(cfg.levels))
         kps = _vertebra_keypoints(centre, tangent, anterior, depth, *_heights(rng, height, grades[i], shapes[i]))
         imputed = i not in labelled
         noise = (cfg.imputation_noise if imputed else cfg.annotation_noise) * scale
