@@ -66,3 +66,44 @@ def test_predict_reports_dicom_and_names_the_corrupt_file(tmp_path):
     assert len(rows) == 39 and all("nan" not in json.dumps(r).lower() for r in rows)
     assert {r["height_anterior_mm"] != "" for r in rows} == {True, False}
     assert all(abs(float(r["score_reduction"]) - float(r["reduction"])) < 1e-4 for r in rows)
+
+
+def test_predict_on_given_boxes_with_a_fine_stage_only_model(tmp_path):
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.config import LazyConfig, instantiate
+
+    from xvfa_ext.synthetic import vertebra_box
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    cfg = SyntheticConfig(height=192, width=144)
+    boxes = []
+    for i in range(2):
+        image, vertebrae = generate_image(image_seed(4, i), cfg)
+        cv2.imwrite(str(inputs / f"film{i}.png"), image)
+        boxes += [(f"film{i}.png", vertebra_box(v.keypoints, 192, 144)) for v in vertebrae[:5]]
+    (tmp_path / "boxes.csv").write_text(
+        "image,x,y,width,height\n" + "".join(f"{name},{x},{y},{w},{h}\n" for name, (x, y, w, h) in boxes[:5])
+    )
+    fine = ["model.detector=null", "model.train_detector=False"]
+    model = instantiate(LazyConfig.apply_overrides(LazyConfig.load(str(SMOKE)), fine).model)
+    DetectionCheckpointer(model, save_dir=str(tmp_path)).save("fine")
+    cmd = [sys.executable, str(ROOT / "tools" / "predict.py"), "--config-file", str(SMOKE), "--weights",
+           str(tmp_path / "fine.pth"), "--input", str(inputs), "--output", str(tmp_path / "out")]
+
+    # Without boxes a fine-stage-only model cannot predict, and says what to give it.
+    result = subprocess.run(cmd + fine, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == (
+        f"predict.py: {SMOKE}: the model has no detector; give the boxes with --boxes FILE")
+
+    result = subprocess.run(cmd + ["--boxes", str(tmp_path / "boxes.csv"), *fine], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1, result.stderr[-2000:]  # film1 has no boxes in the file: named, not skipped silently
+    assert f"film1.png: no boxes for it in {tmp_path / 'boxes.csv'}" in result.stderr
+    report = json.loads((tmp_path / "out" / "film0.json").read_text(), parse_constant=_no_nan)
+    assert sorted(v["box"][1] for v in report["vertebrae"]) == sorted(round(b[1], 2) for _, b in boxes[:5])
+    assert all(v["score"] == 1.0 for v in report["vertebrae"])
+
+    (tmp_path / "bad.csv").write_text("image,x,y,width,height\nfilm0.png,1,2,-3,4\n")
+    result = subprocess.run(cmd + ["--boxes", str(tmp_path / "bad.csv"), *fine], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith(f"{tmp_path / 'bad.csv'}, line 2: box [1.0, 2.0, -3.0, 4.0] is not a box of positive size")

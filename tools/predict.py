@@ -220,9 +220,12 @@ def main(argv=None) -> int:
             given = read_boxes(args.boxes)
         except ValueError as exc:
             parser.exit(2, f"predict.py: {exc}\n")
+    try:
+        predictor = Predictor(args.config_file, args.weights, args.opts, given_boxes=given is not None)
+    except ValueError as exc:
+        parser.exit(2, f"predict.py: {exc}\n")
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    predictor = Predictor(args.config_file, args.weights, args.opts, given_boxes=given is not None)
     rows, used = [], set()
     for path in tqdm(files, desc="radiographs", unit="img"):
         try:
