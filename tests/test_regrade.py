@@ -35,10 +35,12 @@ def test_csv_bad_rows_by_line_number(tmp_path):
     out = tmp_path / "graded.csv"
     result = run("--input", str(src), "--output", str(out))
     assert result.returncode == 1
-    assert "line 3: expected 12 coordinates, got 4" in result.stderr
+    assert "line 3: 5 cells, where the layout of line 1 has 13" in result.stderr
     assert "line 4: 'x' is not a number" in result.stderr
+    # Twelve numbers under a header with an id column: not an id-less row, a row that does not match.
+    assert "line 5: 12 cells, where the layout of line 1 has 13" in result.stderr
     lines = out.read_text().splitlines()
-    assert len(lines) == 3 and lines[1].startswith("v1,moderate,wedge-like") and lines[2].startswith("5,moderate")
+    assert len(lines) == 2 and lines[1].startswith("v1,moderate,wedge-like")
 
 
 def test_json_report_regraded_after_a_correction(tmp_path):
@@ -53,3 +55,60 @@ def test_json_report_regraded_after_a_correction(tmp_path):
     assert result.returncode == 1 and "vertebra 1: missing keypoint field 'lower_anterior'" in result.stderr
     graded = json.loads((tmp_path / "out.json").read_text())["vertebrae"][0]
     assert graded["gsq_grade"] == "normal" and graded["heights_px"]["anterior"] == pytest.approx(97)
+
+
+FLAT = ",".join(str(v) for p in WEDGE for v in p)
+NAMED = ",".join(f"{n}_{a}" for n in KEYPOINT_NAMES for a in "xy")
+
+
+def test_a_numeric_id_and_a_missing_coordinate_are_not_read_as_points(tmp_path):
+    # Headerless, the first row decides: an id and twelve coordinates. A row that lost a coordinate
+    # has twelve cells and must not have its id taken for the first x.
+    short = "7," + ",".join(FLAT.split(",")[:-1])
+    src = tmp_path / "points.csv"
+    src.write_text(f"5,{FLAT}\n{short}\n")
+    result = run("--input", str(src), "--output", str(tmp_path / "out.csv"))
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"{src}: line 2: 12 cells, where the layout of line 1 has 13"
+    assert (tmp_path / "out.csv").read_text().splitlines()[1].startswith("5,moderate,wedge-like")
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("", "the file is empty"),
+    ("\n \n", "the file is empty"),
+    (f"{NAMED}\n", "line 1: a header and no vertebra rows"),
+    ("a,b,c\n1,2,3\n", "line 1: the header lacks upper_posterior_x"),
+    ("1,2,3\n", "line 1: 3 numbers; a row without a header holds 12 coordinates, or an id and 12"),
+])
+def test_empty_headerless_or_unknown_layouts_are_errors(tmp_path, text, problem):
+    src = tmp_path / "points.csv"
+    src.write_text(text)
+    result = run("--input", str(src), "--output", str(tmp_path / "out.csv"))
+    assert result.returncode == 2 and result.stderr.strip().startswith(f"{src}: {problem}")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_header_after_blank_lines_named_columns_and_pixel_spacing(tmp_path):
+    src = tmp_path / "points.csv"
+    src.write_text(f"\n\nid,note,{NAMED}\nL1,checked,{FLAT}\n")
+    result = run("--input", str(src), "--output", str(tmp_path / "out.csv"), "--pixel-spacing", "0.2", "0.1")
+    assert result.returncode == 0, result.stderr
+    import csv
+
+    (row,) = list(csv.DictReader((tmp_path / "out.csv").open()))
+    assert row["id"] == "L1" and row["grade"] == "moderate"
+    assert float(row["height_anterior_mm"]) == pytest.approx(68 * 0.2)
+
+
+def test_a_dicom_report_is_regraded_in_mm_and_stale_mm_heights_go(tmp_path):
+    keypoints = {n: {"x": x, "y": y} for n, (x, y) in zip(KEYPOINT_NAMES, WEDGE)}
+    vertebra = {"index": 0, "keypoints": keypoints, "heights_mm": {"anterior": 99.0}}
+    src = tmp_path / "report.json"
+    src.write_text(json.dumps({"pixel_spacing_mm": [0.2, 0.1], "vertebrae": [vertebra]}))
+    assert run("--input", str(src), "--output", str(tmp_path / "mm.json")).returncode == 0
+    regraded = json.loads((tmp_path / "mm.json").read_text())["vertebrae"][0]
+    assert regraded["heights_mm"]["anterior"] == pytest.approx(68 * 0.2)
+    src.write_text(json.dumps({"pixel_spacing_mm": None, "vertebrae": [vertebra]}))
+    assert run("--input", str(src), "--output", str(tmp_path / "px.json")).returncode == 0
+    assert "heights_mm" not in json.loads((tmp_path / "px.json").read_text())["vertebrae"][0]

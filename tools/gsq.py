@@ -5,10 +5,19 @@
     python tools/gsq.py --input points.csv [--output regraded.csv] [--pixel-spacing 0.15 0.15]
 
 JSON in the format of tools/predict.py's reports: each vertebra's GSQ fields are recomputed from its
-(possibly corrected) keypoints. CSV: twelve coordinates per row (x, y of upper_posterior,
-upper_middle, upper_anterior, lower_posterior, lower_middle, lower_anterior), optionally after an
-id column and under a header. Bad rows are reported by line number; the others are still graded,
-and the exit status is 1.
+(possibly corrected) keypoints, with heights in mm from the report's pixel_spacing_mm (or
+--pixel-spacing, which wins).
+
+CSV: one vertebra per row. The layout is decided once per file, from its first non-empty line:
+  - a header naming the twelve coordinates upper_posterior_x, upper_posterior_y, upper_middle_x,
+    upper_middle_y, upper_anterior_x, upper_anterior_y, lower_posterior_x, lower_posterior_y,
+    lower_middle_x, lower_middle_y, lower_anterior_x, lower_anterior_y (any order; an "id" column,
+    or else the first other column, names each row; further columns are ignored);
+  - a header of 12 other names (the coordinates in that order) or 13 (an id, then the 12);
+  - or, without a header, 12 numbers per row in that order, or 13: an id, then the 12.
+Every row that does not match the layout, or holds a coordinate that is not a number, is named by
+its line; the others are still graded and the exit status is 1. An empty file or one with a header
+only is an error (exit status 2).
 """
 
 import argparse
@@ -38,6 +47,34 @@ def _number(text: str) -> float:
     return value
 
 
+class LayoutError(ValueError):
+    """A CSV whose layout cannot be decided."""
+
+
+COORDINATE_COLUMNS = [f"{name}_{axis}" for name in KEYPOINT_NAMES for axis in ("x", "y")]
+
+
+def _layout(first: list, line_no: int):
+    """``(has_header, id column or None, coordinate columns)`` decided from the first non-empty row."""
+    if all(_is_number(c) for c in first):
+        if len(first) == NUM_COORDS:
+            return False, None, list(range(NUM_COORDS))
+        if len(first) == NUM_COORDS + 1:
+            return False, 0, list(range(1, NUM_COORDS + 1))
+        raise LayoutError(f"line {line_no}: {len(first)} numbers; a row without a header holds 12 coordinates, or an id and 12")
+    names = [c.lower() for c in first]
+    missing = [c for c in COORDINATE_COLUMNS if c not in names]
+    if missing and len(names) in (NUM_COORDS, NUM_COORDS + 1) and not any(n in COORDINATE_COLUMNS for n in names):
+        offset = len(names) - NUM_COORDS  # a header of other names: the positional layout, an id first if 13
+        return True, 0 if offset else None, list(range(offset, offset + NUM_COORDS))
+    if missing:
+        raise LayoutError(f"line {line_no}: the header lacks {', '.join(missing)} (see --help for the layouts)")
+    coords = [names.index(c) for c in COORDINATE_COLUMNS]
+    others = [k for k in range(len(names)) if k not in coords]
+    ident = names.index("id") if "id" in names else (others[0] if others else None)
+    return True, ident, coords
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)
@@ -47,47 +84,56 @@ def _is_number(text: str) -> bool:
 
 
 def regrade_csv(text: str, pixel_spacing, errors):
-    rows = []
-    for line_no, row in enumerate(csv.reader(io.StringIO(text)), start=1):
-        if not row or all(not cell.strip() for cell in row):
+    rows = [(n, [c.strip() for c in row]) for n, row in enumerate(csv.reader(io.StringIO(text)), start=1)]
+    rows = [(n, cells) for n, cells in rows if any(cells)]
+    if not rows:
+        raise LayoutError("the file is empty")
+    first_line, first = rows[0]
+    header, ident, coords = _layout(first, first_line)
+    width = len(first)
+    if header:
+        rows = rows[1:]
+        if not rows:
+            raise LayoutError(f"line {first_line}: a header and no vertebra rows")
+    out_rows = []
+    for line_no, cells in rows:
+        if len(cells) != width:
+            errors.append(f"line {line_no}: {len(cells)} cells, where the layout of line {first_line} has {width}")
             continue
-        cells = [c.strip() for c in row]
-        ident = str(line_no)
-        if len(cells) == NUM_COORDS + 1 or not _is_number(cells[0]):
-            ident, cells = cells[0], cells[1:]
-        if line_no == 1 and not any(_is_number(c) for c in cells):
-            continue  # a header
         try:
-            values = [_number(c) for c in cells]
+            values = []
+            for k in coords:
+                if not cells[k]:
+                    raise ValueError(f"no {COORDINATE_COLUMNS[coords.index(k)]} (column {k + 1})")
+                values.append(_number(cells[k]))
         except ValueError as exc:
             errors.append(f"line {line_no}: {exc}")
-            continue
-        if len(values) != NUM_COORDS:
-            errors.append(f"line {line_no}: expected {NUM_COORDS} coordinates, got {len(values)}")
             continue
         graded = classify_keypoints([values[i:i + 2] for i in range(0, NUM_COORDS, 2)], pixel_spacing)[0]
         if not graded["valid"]:
             errors.append(f"line {line_no}: {graded['explanation']}")
-        rows.append(
-            {
-                "id": ident,
-                "grade": graded["grade"],
-                "morphology": graded["morphology"],
-                **{f"height_{k}_px": round(v, 3) for k, v in graded["heights_px"].items()},
-                **{k: round(v, 4) for k, v in graded["ratios"].items()},
-                "reduction": round(graded["reduction"], 4),
-                "explanation": graded["explanation"],
-            }
-        )
+        row = {
+            "id": cells[ident] if ident is not None else str(line_no),
+            "grade": graded["grade"],
+            "morphology": graded["morphology"],
+            **{f"height_{k}_px": round(v, 3) for k, v in graded["heights_px"].items()},
+            **{k: round(v, 4) for k, v in graded["ratios"].items()},
+            "reduction": round(graded["reduction"], 4),
+            "explanation": graded["explanation"],
+        }
+        if pixel_spacing:
+            row.update({f"height_{k}_mm": round(v, 3) for k, v in graded["heights_mm"].items()})
+        out_rows.append(row)
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_OUT)
+    fields = CSV_OUT[:6] + [f"height_{k}_mm" for k in ("anterior", "middle", "posterior")] * bool(pixel_spacing) + CSV_OUT[6:]
+    writer = csv.DictWriter(out, fieldnames=fields)
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(out_rows)
     return out.getvalue()
 
 
 def regrade_report(report: dict, pixel_spacing, errors):
-    spacing = pixel_spacing or report.get("pixel_spacing")
+    spacing = pixel_spacing or report.get("pixel_spacing_mm")
     for i, vertebra in enumerate(report.get("vertebrae", [])):
         where = f"vertebra {vertebra.get('index', i)}"
         try:
@@ -111,11 +157,14 @@ def regrade_report(report: dict, pixel_spacing, errors):
         )
         if "heights_mm" in graded:
             vertebra["heights_mm"] = graded["heights_mm"]
+        else:
+            vertebra.pop("heights_mm", None)  # no spacing: an old mm height would not match the points
     return json.dumps(report, indent=1)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n", 2)[2],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", required=True, help="a JSON report or a CSV file of keypoints")
     parser.add_argument("--output", help="where to write the re-graded file (default: standard output)")
     parser.add_argument("--pixel-spacing", type=float, nargs=2, metavar=("ROW_MM", "COL_MM"),
@@ -136,7 +185,11 @@ def main(argv=None) -> int:
             return 2
         out = regrade_report(report, args.pixel_spacing, errors)
     else:
-        out = regrade_csv(text, args.pixel_spacing, errors)
+        try:
+            out = regrade_csv(text, args.pixel_spacing, errors)
+        except LayoutError as exc:
+            print(f"{path}: {exc}", file=sys.stderr)
+            return 2
     for error in errors:
         print(f"{path}: {error}", file=sys.stderr)
     if args.output:
