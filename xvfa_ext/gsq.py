@@ -173,8 +173,14 @@ def _normalise(memberships: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return torch.where(valid[..., None], probs, uniform)
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.0f}%"
+def _pct_in_band(x: float, grade: int, t: Tuple[float, float, float]) -> str:
+    """``x`` as a percentage with one decimal that never reads as another grade's band: rounded,
+    then kept inside the grade's band, so that a reduction of 0.1999 is '19.9%', not the '20%'
+    that starts the mild band."""
+    lo = 0.0 if grade == 0 else 100 * t[grade - 1]
+    hi = 100 * t[grade] if grade < len(t) else math.inf
+    value = round(100 * x, 1)
+    return f"{min(max(value, lo), hi - 0.1):.1f}%"
 
 
 def _explain_one(m: Dict[str, float], grade: int, morphology: int, t: Tuple[float, float, float]) -> str:
@@ -196,8 +202,8 @@ def _explain_one(m: Dict[str, float], grade: int, morphology: int, t: Tuple[floa
     ratio = m[reduced] / m[ref]
     return (
         f"{label}: {_HEIGHT_NAMES[reduced]} height {ratio:.2f} of {_HEIGHT_NAMES[ref]} "
-        f"({_pct(m['reduction'])} reduction; {bands[grade]} is {GRADES[grade]}); "
-        f"heights anterior {m['ha']:.1f}, middle {m['hm']:.1f}, posterior {m['hp']:.1f}; "
+        f"({_pct_in_band(m['reduction'], grade, t)} reduction; {bands[grade]} is {GRADES[grade]}); "
+        f"heights anterior {m['ha']:.1f} px, middle {m['hm']:.1f} px, posterior {m['hp']:.1f} px; "
         f"APR {m['apr']:.2f}, MPR {m['mpr']:.2f}, MAR {m['mar']:.2f}"
     )
 
