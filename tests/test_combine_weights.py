@@ -27,7 +27,7 @@ def test_a_checkpoint_without_the_part_is_named(tmp_path):
     assert result.returncode == 2
     assert f"{detector_only}: holds no fine weights" in result.stderr
     result = combine(broken, detector_only, tmp_path / "out.pth")
-    assert result.returncode == 2 and f"{broken}: cannot read the checkpoint" in result.stderr
+    assert result.returncode == 2 and f"{broken}: not an XVFA checkpoint (cannot be read as one" in result.stderr
     assert not (tmp_path / "out.pth").exists()
 
 

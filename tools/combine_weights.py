@@ -11,32 +11,13 @@ and loads like any checkpoint of ``configs/xvfa_dino_r50.py`` (``tools/predict.p
 
 import argparse
 import io
-import pickle
 import sys
 from pathlib import Path
 
 import torch
 
+from xvfa_ext.checkpoints import model_part
 from xvfa_ext.files import write_atomic
-
-PARTS = {"detector": "detector.", "fine": "roi_head."}
-
-
-def model_part(path: Path, part: str) -> dict:
-    """The ``part`` weights of the model state in a checkpoint written by tools/train_net.py."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
-        raise ValueError(f"{path}: cannot read the checkpoint ({exc})") from exc
-    state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: not a model checkpoint (no state dict)")
-    prefix = PARTS[part]
-    weights = {k: v for k, v in state.items() if k.startswith(prefix)}
-    if not weights:
-        raise ValueError(f"{path}: holds no {part} weights (no key starts with '{prefix}')")
-    return weights
-
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -47,7 +28,7 @@ def main(argv=None) -> int:
     try:
         model = {**model_part(args.detector, "detector"), **model_part(args.fine, "fine")}
     except ValueError as exc:
-        print(f"combine_weights: {exc}", file=sys.stderr)
+        print(f"combine_weights.py: {exc}", file=sys.stderr)
         return 2
     buffer = io.BytesIO()
     torch.save({"model": model}, buffer)

@@ -38,6 +38,7 @@ from detectron2.data import MetadataCatalog  # noqa: E402
 from detectron2.structures import Boxes, Instances  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from xvfa_ext.checkpoints import read_xvfa_state  # noqa: E402
 from xvfa_ext.data import dataset_levels, register_from_config  # noqa: E402
 from xvfa_ext.layout import VERTEBRA_LEVELS  # noqa: E402
 from xvfa_ext.radiograph_io import DICOM_SUFFIXES, IMAGE_SUFFIXES, read_radiograph  # noqa: E402
@@ -127,6 +128,7 @@ class Predictor:
             self.model.detector = None
         elif self.model.detector is None:
             raise ValueError(f"{config_file}: the model has no detector; give the boxes with --boxes FILE")
+        read_xvfa_state(weights)  # an XVFA checkpoint, or one line naming the file
         DetectionCheckpointer(self.model).load(weights)
         self.mapper = instantiate(cfg.dataloader.test.mapper)
         self.metadata = MetadataCatalog.get(cfg.dataloader.test.dataset.names)
@@ -211,6 +213,8 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
     files, missing = collect_inputs(args.input)
+    if not files:
+        parser.exit(2, f"predict.py: no radiograph (PNG, JPEG, TIFF or DICOM) in {', '.join(args.input)}\n")
     failed = [f"{m}: no such file, folder or match" for m in missing]
     for message in failed:
         logger.error(message)

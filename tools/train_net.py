@@ -26,6 +26,7 @@ from detectron2.evaluation import inference_on_dataset, print_csv_format  # noqa
 from detectron2.utils import comm  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
+from xvfa_ext.checkpoints import read_xvfa_state  # noqa: E402
 from xvfa_ext.data import DatasetError, register_from_config  # noqa: E402
 
 logger = logging.getLogger("detectron2")
@@ -135,8 +136,11 @@ def main(args):
     cfg = LazyConfig.apply_overrides(cfg, args.opts)
     try:
         register_from_config(cfg)
-    except DatasetError as exc:
-        sys.exit(f"train_net.py: {exc}")
+        if args.eval_only:
+            read_xvfa_state(cfg.train.init_checkpoint)  # before anything is written
+    except (DatasetError, ValueError) as exc:
+        print(f"train_net.py: {exc}", file=sys.stderr)
+        sys.exit(2)
     if cfg.train.device == "cpu":
         if comm.get_world_size() > 1:
             torch.set_num_threads(1)  # one thread per process: the processes share the cores
