@@ -116,8 +116,16 @@ def test_agrees_with_independent_reading_of_the_spec():
     assert set(expected[:, 0]) == {0, 1, 2, 3} and set(expected[:, 1]) == {0, 1, 2}
 
 
+def test_default_temperature_is_the_model_configs():
+    from pathlib import Path
+
+    config = (Path(__file__).resolve().parents[1] / "configs" / "models" / "xvfa_dino_r50.py").read_text()
+    assert "temperature=DEFAULT_TEMPERATURE" in config and gsq.DEFAULT_TEMPERATURE == 0.05
+    assert float(gsq.FuzzyGSQ().temperature) == pytest.approx(0.05)
+
+
 def test_fuzzy_argmax_equals_crisp_away_from_thresholds():
-    fuzzy = gsq.FuzzyGSQ()
+    fuzzy = gsq.FuzzyGSQ(temperature=0.01)
     tau = float(fuzzy.temperature)
     points = torch.from_numpy(random_vertebrae(20000, seed=1)).float()
     grade_probs, morphology_probs = fuzzy(points)

@@ -15,7 +15,10 @@ from .layout import NUM_KEYPOINTS
 GRADES = ("normal", "mild", "moderate", "severe")
 MORPHOLOGIES = ("normal", "wedge-like", "concave")
 DEFAULT_THRESHOLDS = (0.20, 0.25, 0.40)
-DEFAULT_TEMPERATURE = 0.01
+# The fuzzy rules' temperature tau, in units of a height ratio, as the model config uses it: at 0.05
+# the GSQ losses' gradient reaches keypoints a few pixels from a threshold, where at 0.01 it is a
+# spike that knocks the keypoints off while they learn. Crisp grades do not depend on it.
+DEFAULT_TEMPERATURE = 0.05
 INVALID = -1
 
 # Reductions are compared in float64; one within this distance of a threshold counts as on it, so

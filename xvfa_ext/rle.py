@@ -9,6 +9,13 @@ The loss adds the base density's negative log-likelihood (Laplace or Gaussian) t
 (``b`` grows while the flow narrows). Like the reference RLE implementation, ``log b`` is counted
 with each term: ``b`` is then the base density's maximum-likelihood scale and the flow the exact
 density of the standardised residual, which is what the intervals and samples are drawn from.
+
+Scale of the loss against the reference implementation (mmpose's ``RLELoss``): per keypoint both
+count the base term, ``log b`` of each axis once with the base and once with the flow, and the
+flow's negative log-density once. mmpose then sums over the keypoints and divides by the number of
+samples (vertebrae); this loss divides the weighted sum by the number of visible keypoints instead.
+For six visible keypoints it is therefore one sixth of mmpose's value, so loss weights (lambda_rle)
+taken from an mmpose config correspond to six times the value here.
 """
 
 import math

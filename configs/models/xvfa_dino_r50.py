@@ -10,7 +10,7 @@ from detrex.layers import PositionEmbeddingSine
 from detrex.modeling.matcher import HungarianMatcher
 from detrex.modeling.neck import ChannelMapper
 
-from xvfa_ext.gsq import FuzzyGSQ
+from xvfa_ext.gsq import DEFAULT_TEMPERATURE, DEFAULT_THRESHOLDS, FuzzyGSQ
 from xvfa_ext.modeling import (
     DINO,
     XVFA,
@@ -119,9 +119,9 @@ model = L(XVFA)(
         head=L(VertebraHead)(
             weights=None,  # a local ResNet-18 state dict file, if any
             base="laplace",
-            # tau 0.05 (in units of a height ratio) lets GSQ's gradient reach keypoints a few pixels
-            # from a threshold; at 0.01 it is a spike that knocks the keypoints off while they learn.
-            gsq=L(FuzzyGSQ)(thresholds=(0.20, 0.25, 0.40), temperature=0.05, trainable=False),
+            # tau (gsq.DEFAULT_TEMPERATURE, 0.05 of a height ratio) lets GSQ's gradient reach keypoints
+            # a few pixels from a threshold; at 0.01 it is a spike that knocks them off while they learn.
+            gsq=L(FuzzyGSQ)(thresholds=DEFAULT_THRESHOLDS, temperature=DEFAULT_TEMPERATURE, trainable=False),
             lambda_rle=1.0,
             lambda_kps=1.0,
             lambda_img=1.0,
