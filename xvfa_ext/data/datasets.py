@@ -81,7 +81,7 @@ def _check_annotations(json_file: str, data: Dict) -> None:
         if w <= 0 or h <= 0:
             raise DatasetError(f"{where}: empty box {ann['bbox']}")
         width, height = sizes[ann["image_id"]]
-        if width and height and (x < 0 or y < 0 or x + w > width + 1 or y + h > height + 1):
+        if width and height and (x < -1 or y < -1 or x + w > width + 1 or y + h > height + 1):  # 1 px of rounding
             raise DatasetError(f"{where}: box {ann['bbox']} lies outside the {width}x{height} image")
         points = np.asarray(kps, dtype=float).reshape(-1, 3)
         if (points[:, 2] > 0).all():
