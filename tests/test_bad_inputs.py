@@ -151,11 +151,11 @@ def _no_file(d):
 
 
 BAD_COCO = {
-    "five_keypoints": (_five_keypoints, "annotation {a}: 5 keypoints, expected 6"),
-    "nan_keypoint": (_nan, "annotation {a}: a keypoint or box value is not a finite number"),
-    "zero_height": (_zero_height, "annotation {a}: a vertebra of zero height"),
-    "bbox_outside": (_outside, "annotation {a}: box [100.0, 150.0, 40.0, 30.0] lies outside the 128x160 image"),
-    "duplicate_ids": (_duplicate_ids, "annotation {a}: annotation id {a} appears twice"),
+    "five_keypoints": (_five_keypoints, "annotation {a} of image {ai}: 5 keypoints, expected 6"),
+    "nan_keypoint": (_nan, "annotation {a} of image {ai}: a keypoint or box value is not a finite number"),
+    "zero_height": (_zero_height, "annotation {a} of image {ai}: a vertebra of zero height"),
+    "bbox_outside": (_outside, "annotation {a} of image {ai}: box [100.0, 150.0, 40.0, 30.0] lies outside the 128x160 image"),
+    "duplicate_ids": (_duplicate_ids, "annotation {a} of image {ai}: annotation id {a} appears twice"),
     "image_without_file": (_no_file, "image {i} refers to a missing file"),
 }
 
@@ -173,7 +173,8 @@ def test_bad_coco_file(tmp_path, out, coco, case):
         change, problem = BAD_COCO[case]
         change(data)
         path.write_text(json.dumps(data))
-        problem = problem.format(a=data["annotations"][0]["id"], i=data["images"][0]["id"])
+        first = data["annotations"][0]
+        problem = problem.format(a=first["id"], ai=first["image_id"], i=data["images"][0]["id"])
     result = tool("visualize_data.py", "--json", path, "--images", root / "images", "--output", out / "vis")
     assert result.returncode != 0
     assert f"{path}: " in result.stderr and problem in result.stderr, result.stderr[-1500:]
