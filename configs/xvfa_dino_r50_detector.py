@@ -12,7 +12,9 @@ from fvcore.common.param_scheduler import CosineParamScheduler
 from .xvfa_dino_r50 import dataloader, dataset, model, optimizer, train
 
 model.train_fine = False
-# A randomly initialised backbone learns at the detector's rate (the 0.1 factor suits pretrained weights).
+# From random initialisation: twice detrex's rate for the whole detector, the backbone included (its
+# 0.1 factor suits pretrained weights).
+optimizer.params.detector_lr = 2e-4
 optimizer.params.backbone_lr_factor = 1.0
 lr_multiplier = L(WarmupParamScheduler)(
     scheduler=L(CosineParamScheduler)(start_value=1.0, end_value=0.01),
