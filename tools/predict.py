@@ -11,8 +11,8 @@ config, e.g. model.score_threshold=0.5.
 
 ``--boxes FILE`` gives the vertebra boxes instead of the detector (a fine-stage-only model then
 works too): a COCO file (``images`` by ``file_name``, ``annotations`` with XYWH ``bbox``) or a CSV
-with the header ``image,x,y,width,height``; levels are then assigned as for detected boxes. Images are matched
-by file name; an input without boxes there fails like an unreadable one.
+with the header ``image,x,y,width,height``; levels are then assigned as for detected boxes. Images
+are matched by file name; an input without boxes there fails like an unreadable one.
 """
 
 import argparse
