@@ -32,12 +32,11 @@ import numpy as np
 
 from xvfa_ext.coco_splits import CATEGORY, split_files, write_split_files
 from xvfa_ext.gsq import GRADES, classify, morphometry
-from xvfa_ext.layout import HEIGHTS, KEYPOINT_NAMES, order_levels
+from xvfa_ext.layout import COORDINATE_COLUMNS, HEIGHTS, KEYPOINT_NAMES, order_levels
 from xvfa_ext.radiograph_io import read_radiograph
 from xvfa_ext.synthetic import vertebra_box
 
-COORDINATES = [f"{name}_{axis}" for name in KEYPOINT_NAMES for axis in "xy"]
-REQUIRED = ["image", "level", *COORDINATES]
+REQUIRED = ["image", "level", *COORDINATE_COLUMNS]
 OPTIONAL = ["grade", "morphology", "patient_id"]
 MORPHOLOGY_WORDS = {"normal": 0, "wedge": 1, "wedge-like": 1, "concave": 2, "biconcave": 2}
 MAX_MESSAGES = 50
@@ -89,7 +88,7 @@ def read_rows(path: Path, columns: Dict[str, str]) -> List[Dict]:
                     raise ValueError(f"no {theirs[ours]}")
                 row[ours] = value
             xy = []
-            for ours in COORDINATES:
+            for ours in COORDINATE_COLUMNS:
                 try:
                     xy.append(float(row[ours]))
                 except ValueError:

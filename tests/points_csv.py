@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from xvfa_ext.layout import KEYPOINT_NAMES, VERTEBRA_LEVELS
+from xvfa_ext.layout import COORDINATE_COLUMNS, VERTEBRA_LEVELS
 from xvfa_ext.synthetic import SyntheticConfig
 from xvfa_ext.synthetic_dataset import write_synthetic_dataset
 
-HEADER = ["image", "level", *[f"{n}_{a}" for n in KEYPOINT_NAMES for a in "xy"], "grade", "morphology", "patient_id"]
+HEADER = ["image", "level", *COORDINATE_COLUMNS, "grade", "morphology", "patient_id"]
 # The synthetic T4-L4 renamed to thirteen other levels, from T1 down.
 OTHER_LEVELS = ("T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8", "T9", "T10", "T11", "T12", "L1")
 

@@ -28,7 +28,7 @@ import math
 import sys
 from pathlib import Path
 
-from xvfa_ext.layout import KEYPOINT_NAMES
+from xvfa_ext.layout import COORDINATE_COLUMNS, KEYPOINT_NAMES
 from xvfa_ext.reports import classify_keypoints
 from xvfa_ext.files import write_atomic
 
@@ -49,9 +49,6 @@ def _number(text: str) -> float:
 
 class LayoutError(ValueError):
     """A CSV whose layout cannot be decided."""
-
-
-COORDINATE_COLUMNS = [f"{name}_{axis}" for name in KEYPOINT_NAMES for axis in ("x", "y")]
 
 
 def _layout(first: list, line_no: int):

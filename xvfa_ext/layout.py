@@ -13,6 +13,8 @@ KEYPOINT_NAMES = (
     "lower_anterior",
 )
 NUM_KEYPOINTS = len(KEYPOINT_NAMES)
+# Spreadsheet columns of a vertebra's points: upper_posterior_x, upper_posterior_y, ... lower_anterior_y.
+COORDINATE_COLUMNS = tuple(f"{name}_{axis}" for name in KEYPOINT_NAMES for axis in ("x", "y"))
 
 # Endplates and the three heights (posterior, middle, anterior), as pairs of keypoint indices.
 ENDPLATES = ((0, 1), (1, 2), (3, 4), (4, 5))
