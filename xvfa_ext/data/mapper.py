@@ -49,7 +49,6 @@ class VertebraDatasetMapper:
         self,
         is_train: bool,
         augmentations: Optional[List[T.Augmentation]] = None,
-        image_format: str = "RGB",
         keep_annotations: bool = False,
         resize_factor: float = 0.5,
         dataset_names: Optional[Union[str, Sequence[str]]] = None,
@@ -57,7 +56,6 @@ class VertebraDatasetMapper:
         self.is_train = is_train
         self.augmentations = T.AugmentationList(augmentations if augmentations is not None else build_augmentations(is_train))
         self.resize = ResizeByFactor(resize_factor) if resize_factor != 1 else None
-        self.image_format = image_format
         self.keep_annotations = keep_annotations or is_train
         # How a horizontal flip relabels keypoints is the datasets' view (their keypoint_flip_map):
         # not at all for a lateral film, which is also the default without dataset names.
