@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 
 import cv2
+import pytest
 
 from conftest import requires_detectron2
 from synthetic_dicom import write_dicom
+from xvfa_ext.gsq import GRADES
 from xvfa_ext.synthetic import SyntheticConfig, generate_image, image_seed
 
 pytestmark = requires_detectron2
@@ -52,10 +54,12 @@ def test_predict_reports_dicom_and_names_the_corrupt_file(tmp_path):
         assert all(isinstance(v["level_certain"], bool) for v in report["vertebrae"])
         assert set(report["patient"]) == {"vertebrae", "worst_grade", "moderate_or_severe", "screening_positive"}
         v = report["vertebrae"][0]
-        assert set(v["keypoints"]["upper_posterior"]) == {"x", "y", "eps_px"}
+        assert set(v["keypoints"]["upper_posterior"]) == {"x", "y", "eps_px", "eps_px_by_alpha", "scale_px"}
         assert set(v["grade_probabilities"]) == {"combined", "keypoints", "image", "sampled_mean", "sampled_std"}
         scores = v["screening_scores"]["normal_mild_vs_moderate_severe"]
-        assert scores["reduction"] == round(v["reduction"], 6)
+        assert scores["reduction"] == v["reduction"]
+        # The combined grade and the crisp grade that the explanation describes, side by side.
+        assert v["grade"] in GRADES and v["explanation"].startswith(v["gsq_grade"])
         p_mean = v["grade_probabilities"]["sampled_mean"]
         assert abs(scores["sampled_mean"] - (p_mean["moderate"] + p_mean["severe"])) < 1e-5
         assert v["explanation"]
@@ -100,7 +104,7 @@ def test_predict_on_given_boxes_with_a_fine_stage_only_model(tmp_path):
     assert result.returncode == 1, result.stderr[-2000:]  # film1 has no boxes in the file: named, not skipped silently
     assert f"film1.png: no boxes for it in {tmp_path / 'boxes.csv'}" in result.stderr
     report = json.loads((tmp_path / "out" / "film0.json").read_text(), parse_constant=_no_nan)
-    assert sorted(v["box"][1] for v in report["vertebrae"]) == sorted(round(b[1], 2) for _, b in boxes[:5])
+    assert sorted(v["box"][1] for v in report["vertebrae"]) == pytest.approx(sorted(b[1] for _, b in boxes[:5]), abs=1e-3)
     assert all(v["score"] == 1.0 for v in report["vertebrae"])
 
     (tmp_path / "bad.csv").write_text("image,x,y,width,height\nfilm0.png,1,2,-3,4\n")

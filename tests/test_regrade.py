@@ -14,13 +14,13 @@ WEDGE = [[0, 0], [20, 0], [40, 0], [0, 100], [20, 90], [40, 68]]
 
 def test_classify_keypoints_follows_a_moved_point():
     before = xvfa_ext.classify_keypoints(WEDGE, pixel_spacing=(0.2, 0.1))[0]
-    assert (before["grade"], before["morphology"]) == ("moderate", "wedge-like")
+    assert (before["gsq_grade"], before["gsq_morphology"], before["gsq_shape"]) == ("moderate", "wedge-like", "wedge")
     assert before["heights_mm"]["anterior"] == pytest.approx(68 * 0.2)
     assert before["explanation"].startswith("moderate wedge: anterior height 0.68")
     moved = [p[:] for p in WEDGE]
     moved[5][1] = 95  # the reader moves lower_anterior down
     after = xvfa_ext.classify_keypoints(moved)[0]
-    assert after["grade"] == "normal" and after["heights_px"]["anterior"] == pytest.approx(95)
+    assert after["gsq_grade"] == "normal" and after["heights_px"]["anterior"] == pytest.approx(95)
 
 
 def run(*args):

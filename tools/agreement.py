@@ -20,6 +20,7 @@ import numpy as np
 
 from xvfa_ext.layout import KEYPOINT_NAMES
 from xvfa_ext.files import write_atomic
+from xvfa_ext.records import keypoint_array
 
 
 def read_annotations(path: Path):
@@ -46,7 +47,11 @@ def model_eps(path: Path, images: set):
         rows = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise SystemExit(f"{path}: cannot read the predictions ({exc})")
-    eps = [r["eps"] for r in rows if r.get("matched") and not r["imputed"] and Path(r["file_name"]).name in images]
+    eps = [
+        keypoint_array(r["prediction"], "eps_px")
+        for r in rows
+        if r.get("matched") and not r["imputed"] and Path(r["file_name"]).name in images
+    ]
     return np.array(eps).reshape(-1, len(KEYPOINT_NAMES))
 
 

@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 from xvfa_ext.layout import COORDINATE_COLUMNS, KEYPOINT_NAMES
-from xvfa_ext.reports import classify_keypoints
+from xvfa_ext.records import gsq_fields
 from xvfa_ext.files import write_atomic
 
 NUM_COORDS = 2 * len(KEYPOINT_NAMES)
@@ -106,13 +106,13 @@ def regrade_csv(text: str, pixel_spacing, errors):
         except ValueError as exc:
             errors.append(f"line {line_no}: {exc}")
             continue
-        graded = classify_keypoints([values[i:i + 2] for i in range(0, NUM_COORDS, 2)], pixel_spacing)[0]
+        graded = gsq_fields([[values[i:i + 2] for i in range(0, NUM_COORDS, 2)]], pixel_spacing)[0]
         if not graded["valid"]:
             errors.append(f"line {line_no}: {graded['explanation']}")
         row = {
             "id": cells[ident] if ident is not None else str(line_no),
-            "grade": graded["grade"],
-            "morphology": graded["morphology"],
+            "grade": graded["gsq_grade"],
+            "morphology": graded["gsq_morphology"],
             **{f"height_{k}_px": round(v, 3) for k, v in graded["heights_px"].items()},
             **{k: round(v, 4) for k, v in graded["ratios"].items()},
             "reduction": round(graded["reduction"], 4),
@@ -141,21 +141,12 @@ def regrade_report(report: dict, pixel_spacing, errors):
         except (TypeError, ValueError) as exc:
             errors.append(f"{where}: {exc}")
             continue
-        graded = classify_keypoints(points, spacing)[0]
+        graded = gsq_fields([points], spacing)[0]
         if not graded["valid"]:
             errors.append(f"{where}: {graded['explanation']}")
-        vertebra.update(
-            heights_px=graded["heights_px"],
-            ratios=graded["ratios"],
-            reduction=graded["reduction"],
-            gsq_grade=graded["grade"],
-            gsq_morphology=graded["morphology"],
-            explanation=graded["explanation"],
-        )
-        if "heights_mm" in graded:
-            vertebra["heights_mm"] = graded["heights_mm"]
-        else:
-            vertebra.pop("heights_mm", None)  # no spacing: an old mm height would not match the points
+        # Every GSQ field of the record follows the points; without a spacing an old mm height would not.
+        vertebra.pop("heights_mm", None)
+        vertebra.update(graded)
     return json.dumps(report, indent=1)
 
 

@@ -22,7 +22,8 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
 from xvfa_ext.gsq import GRADES, MORPHOLOGIES, classify  # noqa: E402
-from xvfa_ext.metrics import GRADE_TASKS, HEADLINE_SCORE, grade_scores, reduction_scores  # noqa: E402
+from xvfa_ext.metrics import GRADE_TASKS, HEADLINE_SCORE  # noqa: E402
+from xvfa_ext.records import screening_score_arrays  # noqa: E402
 
 GRADE_COLORS = ("#4caf50", "#ffd54f", "#ff9800", "#e53935")
 MORPHOLOGY_COLORS = ("#4caf50", "#42a5f5", "#ab47bc")
@@ -50,7 +51,7 @@ def plot_borders(rows, task, names, colors, path):
               vmin=-0.5, vmax=len(names) - 0.5, aspect="auto")
     ax.contour(mpr, mar, maps[task], levels=np.arange(len(names)) + 0.5, colors="k", linewidths=0.8)
     for c, name in enumerate(names):
-        pts = np.array([r["ratios"][1:] for r in rows if r[task] == c])
+        pts = np.array([[r["prediction"]["ratios"][k] for k in ("MPR", "MAR")] for r in rows if r[task] == c])
         if len(pts):
             ax.scatter(pts[:, 0], pts[:, 1], s=10 if c == 0 else 22, c=colors[c], edgecolors="k", linewidths=0.3,
                        label=f"true {name} ({len(pts)})", alpha=0.6 if c == 0 else 0.9)
@@ -84,10 +85,8 @@ def plot_confusion(metrics, path):
 def plot_roc(rows, path):
     """The headline score (sampled mean of eq. 7) solid, the height reduction d dashed."""
     grade = np.array([r["grade"] for r in rows])
-    by_score = {
-        HEADLINE_SCORE: grade_scores(np.array([r["grade_probs_mean"] for r in rows])),
-        "reduction": reduction_scores([r["reduction"] for r in rows]),
-    }
+    scores = screening_score_arrays([r["prediction"] for r in rows])
+    by_score = {name: scores[name] for name in (HEADLINE_SCORE, "reduction")}
     fig, ax = plt.subplots(figsize=(5.5, 5))
     drawn = 0
     for task, first in GRADE_TASKS.items():

@@ -42,7 +42,8 @@ from xvfa_ext.checkpoints import read_xvfa_state  # noqa: E402
 from xvfa_ext.data import dataset_levels, register_from_config  # noqa: E402
 from xvfa_ext.layout import VERTEBRA_LEVELS  # noqa: E402
 from xvfa_ext.radiograph_io import DICOM_SUFFIXES, IMAGE_SUFFIXES, read_radiograph  # noqa: E402
-from xvfa_ext.reports import CSV_FIELDS, csv_row, patient_summary, vertebra_report  # noqa: E402
+from xvfa_ext.records import vertebra_records  # noqa: E402
+from xvfa_ext.reports import CSV_FIELDS, csv_row, patient_summary  # noqa: E402
 from xvfa_ext.files import write_atomic  # noqa: E402
 from xvfa_ext.visualizer import VertebraVisualizer, levels_by_position  # noqa: E402
 
@@ -146,38 +147,15 @@ class Predictor:
         return out[0]["instances"].to("cpu")
 
 
-def _report(path: Path, instances, spacing, patient_id, image_height, metadata):
+def _report(path: Path, instances, spacing, patient_id, image_height, metadata) -> Dict:
+    """The JSON report of one radiograph: its vertebrae's records, cranial to caudal, and the patient summary."""
     boxes = instances.pred_boxes.tensor.numpy()
     order = np.argsort((boxes[:, 1] + boxes[:, 3]) / 2, kind="stable")  # cranial to caudal, as levels are given
     instances = instances[torch.as_tensor(order, dtype=torch.long)]
     levels, certain = levels_by_position(instances.pred_boxes.tensor.numpy(), image_height, metadata)
     names = metadata.get("levels", None) or VERTEBRA_LEVELS
-    vertebrae = []
-    for i in range(len(instances)):
-        probabilities = {
-            task: {
-                "combined": instances.get(f"{task}_probs")[i].numpy(),
-                "keypoints": instances.get(f"{task}_probs_kps")[i].numpy(),
-                "image": instances.get(f"{task}_probs_img")[i].numpy(),
-                "sampled_mean": instances.get(f"{task}_probs_mean")[i].numpy(),
-                "sampled_std": instances.get(f"{task}_probs_std")[i].numpy(),
-            }
-            for task in ("grade", "morphology")
-        }
-        vertebrae.append(
-            vertebra_report(
-                i,
-                instances.pred_boxes.tensor[i].numpy(),
-                float(instances.scores[i]),
-                instances.pred_keypoints[i, :, :2].numpy(),
-                instances.pred_keypoint_eps[i].numpy(),
-                probabilities,
-                spacing,
-                levels[i],
-                certain[i],
-            )
-        )
-    report = {
+    vertebrae = vertebra_records(instances, levels, certain, spacing)
+    return {
         "image": str(path),
         "patient_id": patient_id or path.stem,
         "pixel_spacing_mm": list(spacing) if spacing else None,
@@ -185,10 +163,11 @@ def _report(path: Path, instances, spacing, patient_id, image_height, metadata):
             f"cranial to caudal, anchored to the dataset's levels {names[0]}-{names[-1]} by their usual position; "
             "level_certain is false where the fit is off by a quarter level or more" if names else None
         ),
+        "grades": "grade, morphology and shape: eq. 7's combined probabilities; gsq_grade, gsq_morphology and "
+                  "gsq_shape: crisp GSQ of the keypoints, which the explanation describes",
         "vertebrae": vertebrae,
         "patient": patient_summary(vertebrae),
     }
-    return instances, levels, certain, report
 
 
 def _unique_stem(path: Path, used: set) -> str:
@@ -245,12 +224,10 @@ def main(argv=None) -> int:
                 failed.append(f"{path}: no boxes for it in {args.boxes}")
                 continue
             boxes = given[path.name]
-        instances, levels, certain, report = _report(
-            path, predictor(gray, boxes), spacing, patient_id, gray.shape[0], predictor.metadata
-        )
+        report = _report(path, predictor(gray, boxes), spacing, patient_id, gray.shape[0], predictor.metadata)
         stem = _unique_stem(path, used)
         vis = VertebraVisualizer(np.repeat(gray[:, :, None], 3, 2), predictor.metadata, scale=args.scale)
-        ok, png = cv2.imencode(".png", vis.draw_predictions(instances, levels, certain).get_image()[:, :, ::-1])
+        ok, png = cv2.imencode(".png", vis.draw_predictions(report["vertebrae"]).get_image()[:, :, ::-1])
         write_atomic(out / f"{stem}.png", png.tobytes())
         write_atomic(out / f"{stem}.json", json.dumps(report, indent=1, allow_nan=False).encode())
         rows += [csv_row(str(path), v) for v in report["vertebrae"]]

@@ -99,18 +99,30 @@ def _check_thresholds(thresholds: Sequence[float]) -> Tuple[float, float, float]
     return t
 
 
-def classify(keypoints, thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Crisp GSQ ``(grade, morphology)`` as int64 tensors; -1 in both for an invalid vertebra."""
-    t = _check_thresholds(thresholds)
-    kps = _as_keypoints(keypoints).double()
-    safe, valid = _safe_keypoints(kps)
-    m = _measure(safe)
+def _crisp(m: Dict[str, torch.Tensor], t: Tuple[float, float, float]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Crisp ``(grade, morphology)`` of a :func:`morphometry` result; -1 in both where it is invalid."""
     d = m["reduction"]
     grade = sum((d >= ti - _ON_THRESHOLD).long() for ti in t)
     concave = (m["mpr"] < 1) & (m["mar"] < 1)
     morphology = torch.where(grade == 0, 0, torch.where(concave, 2, 1))
     invalid = torch.full_like(grade, INVALID)
-    return torch.where(valid, grade, invalid), torch.where(valid, morphology, invalid)
+    return torch.where(m["valid"], grade, invalid), torch.where(m["valid"], morphology, invalid)
+
+
+def classify(keypoints, thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Crisp GSQ ``(grade, morphology)`` as int64 tensors; -1 in both for an invalid vertebra."""
+    t = _check_thresholds(thresholds)
+    return _crisp(morphometry(_as_keypoints(keypoints).double()), t)
+
+
+def shape_word(morphology: int, ha: float, hp: float) -> str:
+    """'concave', 'wedge' (anterior height the lower) or 'crush' for a wedge-like morphology, '' for
+    a normal (or invalid) one: the word that the explanation and the Visualizer's label use."""
+    if morphology == 2:
+        return "concave"
+    if morphology == 1:
+        return "wedge" if ha < hp else "crush"
+    return ""
 
 
 class FuzzyGSQ(nn.Module):
@@ -189,15 +201,15 @@ def _pct_in_band(x: float, grade: int, t: Tuple[float, float, float]) -> str:
 def _explain_one(m: Dict[str, float], grade: int, morphology: int, t: Tuple[float, float, float]) -> str:
     heights = {k: m[k] for k in ("ha", "hm", "hp")}
     if grade == INVALID:
-        bad = [f"{_HEIGHT_NAMES[k]} height {v:g}" for k, v in heights.items() if not (math.isfinite(v) and v > 0)]
+        bad = [f"{_HEIGHT_NAMES[k]} height {v:g}" for k, v in heights.items() if not v > 0]
         return f"invalid: {', '.join(bad)}; no morphometry"
     ref = "ha" if m["ha"] >= m["hp"] else "hp"
-    if morphology == 2:
-        shape, reduced = "concave", "hm"
-    elif grade > 0:
-        shape, reduced, ref = ("wedge", "ha", "hp") if m["ha"] < m["hp"] else ("crush", "hp", "ha")
+    shape = shape_word(morphology, m["ha"], m["hp"])
+    if shape == "concave":
+        reduced = "hm"
+    elif shape:
+        reduced, ref = ("ha", "hp") if shape == "wedge" else ("hp", "ha")
     else:
-        shape = ""
         reduced = min((k for k in heights if k != ref), key=heights.get)
     lo, mid, hi = (f"{100 * ti:g}" for ti in t)
     bands = [f"below {lo}%", f"{lo}-{mid}%", f"{mid}-{hi}%", f"{hi}% or more"]
@@ -211,22 +223,40 @@ def _explain_one(m: Dict[str, float], grade: int, morphology: int, t: Tuple[floa
     )
 
 
+def assess(keypoints, thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> Dict:
+    """Everything GSQ says of vertebrae shaped ``(N, 6, 2)``, from one :func:`morphometry`.
+
+    Returns the morphometry's tensors (``ha, hm, hp, apr, mpr, mar, reduction, valid``, each ``(N,)``),
+    the crisp ``grade`` and ``morphology`` (int64 ``(N,)``, -1 where invalid), and per vertebra its
+    ``shape`` word (:func:`shape_word`) and ``explanation`` sentence (lists of N strings).
+    """
+    t = _check_thresholds(thresholds)
+    kps = _as_keypoints(keypoints).double()
+    if kps.dim() != 3:
+        raise ValueError(f"keypoints must be shaped (N, {NUM_KEYPOINTS}, 2), got {tuple(kps.shape)}")
+    m = morphometry(kps)
+    grade, morphology = _crisp(m, t)
+    values = {k: v.tolist() for k, v in m.items() if k != "valid"}
+    g, mo = grade.tolist(), morphology.tolist()
+    rows = [{k: v[i] for k, v in values.items()} for i in range(len(g))]
+    return dict(
+        m,
+        grade=grade,
+        morphology=morphology,
+        shape=[shape_word(mo[i], r["ha"], r["hp"]) for i, r in enumerate(rows)],
+        explanation=[_explain_one(r, g[i], mo[i], t) for i, r in enumerate(rows)],
+    )
+
+
 def explain(keypoints, thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> Union[str, List]:
     """One sentence per vertebra saying which height is reduced, by how much, and which band that is.
 
     For keypoints shaped ``(..., 6, 2)`` the result is nested like ``tensor.tolist()``: a string for
     one vertebra, a list of strings for ``(N, 6, 2)``, and so on.
     """
-    t = _check_thresholds(thresholds)
-    kps = _as_keypoints(keypoints).double()
+    kps = _as_keypoints(keypoints)
     lead = kps.shape[:-2]
-    grade, morphology = classify(kps, t)
-    m = morphometry(kps)
-    raw = dict(zip(("ha", "hm", "hp"), _heights(kps)))
-    flat = {k: v.reshape(-1).tolist() for k, v in m.items() if k != "valid"}
-    flat.update({k: v.reshape(-1).tolist() for k, v in raw.items()})
-    g, mo = grade.reshape(-1).tolist(), morphology.reshape(-1).tolist()
-    sentences = [_explain_one({k: v[i] for k, v in flat.items()}, g[i], mo[i], t) for i in range(len(g))]
+    sentences = assess(kps.reshape(-1, NUM_KEYPOINTS, 2), thresholds)["explanation"]
     if not lead:
         return sentences[0]
     return _nest(sentences, list(lead))

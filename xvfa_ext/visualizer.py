@@ -6,8 +6,9 @@ import numpy as np
 from detectron2.utils.visualizer import Visualizer
 from matplotlib.patches import Ellipse
 
-from .gsq import GRADES, INVALID
+from .gsq import GRADES, INVALID, morphometry, shape_word
 from .layout import ENDPLATES, HEIGHTS, VERTEBRA_LEVELS, assign_levels
+from .records import keypoint_array
 
 # Label colours by grade: normal, mild, moderate, severe; grey for an invalid vertebra.
 SEVERITY_COLORS = ((0.2, 0.8, 0.2), (1.0, 0.85, 0.1), (1.0, 0.5, 0.0), (0.9, 0.1, 0.1))
@@ -15,22 +16,11 @@ INVALID_COLOR = (0.6, 0.6, 0.6)
 HEIGHT_COLOR = (0.1, 0.7, 1.0)
 
 
-def shape_word(keypoints: np.ndarray, morphology: int) -> str:
-    """'wedge', 'crush' or 'concave' for a fracture's morphology; '' for a normal vertebra."""
-    if morphology == 2:
-        return "concave"
-    if morphology == 1:
-        ha = np.linalg.norm(keypoints[2] - keypoints[5])
-        hp = np.linalg.norm(keypoints[0] - keypoints[3])
-        return "wedge" if ha < hp else "crush"
-    return ""
-
-
-def vertebra_label(level: Optional[str], grade: int, morphology: int, probability: Optional[float], keypoints) -> str:
+def vertebra_label(level: Optional[str], grade: str, shape: str, probability: Optional[float]) -> str:
     """For example 'L1 moderate wedge 0.82'."""
-    if grade == INVALID:
+    if grade == "invalid":
         return f"{level or ''} invalid".strip()
-    parts = [level or "", GRADES[grade], shape_word(np.asarray(keypoints), morphology)]
+    parts = [level or "", grade, shape]
     if probability is not None:
         parts.append(f"{probability:.2f}")
     return " ".join(p for p in parts if p)
@@ -92,22 +82,20 @@ class VertebraVisualizer(Visualizer):
         self.draw_text(label, tuple(away), color=color, horizontal_alignment="center", font_size=self._default_font_size * 0.8)
         return self.output
 
-    def draw_predictions(
-        self, instances, levels: Optional[List[Optional[str]]] = None, certain: Optional[List[bool]] = None
-    ):
-        """XVFA ``Instances`` (on CPU): every predicted vertebra, an uncertain level marked '?'."""
-        boxes = instances.pred_boxes.tensor.numpy()
-        if levels is None:
-            levels, certain = levels_by_position(boxes, self.output.height, self.metadata)
-        certain = certain if certain is not None else [True] * len(levels)
-        levels = [lv if lv is None or sure else f"{lv}?" for lv, sure in zip(levels, certain)]
-        for i in range(len(instances)):
-            grade = int(instances.grade_probs[i].argmax())
-            morphology = int(instances.morphology_probs[i].argmax())
-            kps = instances.pred_keypoints[i, :, :2].numpy()
-            label = vertebra_label(levels[i], grade, morphology, float(instances.grade_probs[i, grade]), kps)
-            self.draw_vertebra(kps, label, grade, boxes[i], instances.pred_keypoint_eps[i].numpy(),
-                               instances.pred_keypoint_scale[i].numpy())
+    def draw_predictions(self, records: List[Dict]):
+        """Every vertebra of :func:`~xvfa_ext.records.vertebra_records`: its combined grade and shape,
+        and its level, marked '?' where uncertain."""
+        for r in records:
+            level = r["level"] if r["level"] is None or r["level_certain"] else f"{r['level']}?"
+            probability = r["grade_probabilities"]["combined"][r["grade"]]
+            self.draw_vertebra(
+                keypoint_array(r),
+                vertebra_label(level, r["grade"], r["shape"], probability),
+                GRADES.index(r["grade"]),
+                r["box"],
+                keypoint_array(r, "eps_px"),
+                keypoint_array(r, "scale_px"),
+            )
         return self.output
 
     def draw_ground_truth(self, record: Dict):
@@ -118,6 +106,9 @@ class VertebraVisualizer(Visualizer):
             kps = np.asarray(ann["keypoints"], dtype=float).reshape(-1, 3)[:, :2]
             box = BoxMode.convert(ann["bbox"], ann["bbox_mode"], BoxMode.XYXY_ABS)
             tag = " (imputed)" if ann.get("imputed") else ""
-            label = vertebra_label(ann.get("level"), int(ann["grade"]), int(ann["morphology"]), None, kps) + tag
-            self.draw_vertebra(kps, label, int(ann["grade"]), box)
+            grade, morphology = int(ann["grade"]), int(ann["morphology"])
+            m = morphometry(kps)
+            shape = shape_word(morphology, float(m["ha"]), float(m["hp"]))
+            label = vertebra_label(ann.get("level"), GRADES[grade] if grade != INVALID else "invalid", shape, None) + tag
+            self.draw_vertebra(kps, label, grade, box)
         return self.output

@@ -16,11 +16,10 @@ from scipy.optimize import linear_sum_assignment
 from torchvision.ops import box_iou
 
 from ..files import write_atomic
-from ..gsq import morphometry
+from ..gsq import GRADES, MORPHOLOGIES, morphometry
 from ..metrics import (
     HEADLINE_SCORE,
     SCORES,
-    grade_scores,
     grade_screening,
     interval_coverage,
     keypoint_error,
@@ -29,6 +28,7 @@ from ..metrics import (
     relative_keypoint_error,
     screening_metrics,
 )
+from ..records import keypoint_array, probability_array, screening_score_arrays, vertebra_records
 from ..uncertainty import COVERAGE_LEVELS
 
 logger = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ class VFAEvaluator(DatasetEvaluator):
             match = {int(r): int(c) for r, c in zip(rows, cols) if iou[r, c] >= self._iou_threshold}
             self._false_positives += len(pred) - len(match)
             self._images += 1
+            predicted = vertebra_records(pred)
             for i, ann in enumerate(anns):
                 kps = np.asarray(ann["keypoints"], dtype=float).reshape(-1, 3)
                 row = {
@@ -90,25 +91,9 @@ class VFAEvaluator(DatasetEvaluator):
                     "keypoints": kps[:, :2].tolist(),
                     "visible": (kps[:, 2] > 0).tolist(),
                     "matched": i in match,
+                    # The matched prediction's record; a missed vertebra counts as predicted normal with certainty.
+                    "prediction": predicted[match[i]] if i in match else None,
                 }
-                if i in match:
-                    j = match[i]
-                    row.update(
-                        grade_probs=pred.grade_probs[j].tolist(),
-                        morphology_probs=pred.morphology_probs[j].tolist(),
-                        grade_probs_mean=pred.grade_probs_mean[j].tolist(),
-                        morphology_probs_mean=pred.morphology_probs_mean[j].tolist(),
-                        grade_probs_std=pred.grade_probs_std[j].tolist(),
-                        reduction=float(pred.reduction[j]),
-                        pred_keypoints=pred.pred_keypoints[j, :, :2].tolist(),
-                        eps=pred.pred_keypoint_eps[j].tolist(),
-                        eps_levels=pred.pred_keypoint_eps_levels[j].tolist(),
-                        ratios=pred.ratios[j].tolist(),
-                        score=float(pred.scores[j]),
-                    )
-                else:
-                    certain_normal = dict(grade_probs=[1.0, 0, 0, 0], morphology_probs=[1.0, 0, 0])
-                    row.update(certain_normal, **{f"{k}_mean": v for k, v in certain_normal.items()}, reduction=0.0)
                 self._rows.append(row)
 
     def evaluate(self):
@@ -149,13 +134,14 @@ class VFAEvaluator(DatasetEvaluator):
             report["scores"] = dict(SCORES, headline=HEADLINE_SCORE)
             report["screening"] = screening_metrics(
                 grades,
-                np.array([r["grade_probs_mean"] for r in scored]),
+                np.array([_probabilities(r, "grade") for r in scored]),
                 [r["morphology"] for r in scored],
-                np.array([r["morphology_probs_mean"] for r in scored]),
+                np.array([_probabilities(r, "morphology") for r in scored]),
                 patients,
                 other_scores={
-                    "combined": grade_scores(np.array([r["grade_probs"] for r in scored])),
-                    "reduction": reduction_scores([r["reduction"] for r in scored]),
+                    name: values
+                    for name, values in screening_score_arrays([r["prediction"] for r in scored]).items()
+                    if name != HEADLINE_SCORE
                 },
             )
             annotated = _annotated_reduction(scored)
@@ -168,21 +154,35 @@ class VFAEvaluator(DatasetEvaluator):
                 count=int(read.sum()),
             )
         if matched:
-            pred = np.array([r["pred_keypoints"] for r in matched])
+            predictions = [r["prediction"] for r in matched]
+            pred = np.array([keypoint_array(p) for p in predictions])
             true = np.array([r["keypoints"] for r in matched])
             visible = np.array([r["visible"] for r in matched])
             report["keypoint_error"] = keypoint_error(pred, true, visible)
             report["keypoint_error"]["relative_to_posterior_height"] = relative_keypoint_error(pred, true, visible)
             # The matched vertebrae are read ones: their annotated d is the ceiling's, computed once.
             found = np.array([r["matched"] for r in scored]) & annotated["valid"]
-            predicted = np.array([r["reduction"] for r in scored])
+            predicted = np.array([r["prediction"]["reduction"] if r["matched"] else 0.0 for r in scored])
             report["reduction_agreement"] = reduction_agreement(predicted[found], annotated["reduction"][found])
-            report["eps_coverage"] = interval_coverage(pred, true, np.array([r["eps"] for r in matched]), visible)
-            levels = np.array([r["eps_levels"] for r in matched])
+            report["eps_coverage"] = interval_coverage(pred, true, np.array([keypoint_array(p, "eps_px") for p in predictions]), visible)
             report["eps_coverage_by_alpha"] = {
-                str(a): interval_coverage(pred, true, levels[..., k], visible)["coverage"] for k, a in enumerate(COVERAGE_LEVELS)
+                str(a): interval_coverage(
+                    pred, true, np.array([[k["eps_px_by_alpha"][str(a)] for k in p["keypoints"].values()] for p in predictions]),
+                    visible,
+                )["coverage"]
+                for a in COVERAGE_LEVELS
             }
         return report
+
+
+_CERTAIN_NORMAL = {"grade": np.eye(len(GRADES))[0], "morphology": np.eye(len(MORPHOLOGIES))[0]}
+
+
+def _probabilities(row: Dict, task: str) -> np.ndarray:
+    """The headline probabilities of a ground-truth row: its prediction's sampled mean, or certain normal if missed."""
+    if row["prediction"] is None:
+        return _CERTAIN_NORMAL[task]
+    return probability_array(row["prediction"], task, HEADLINE_SCORE)
 
 
 def _annotated_reduction(rows: List[Dict]) -> Dict[str, np.ndarray]:

@@ -9,7 +9,7 @@ from detectron2.structures import Boxes, Instances, Keypoints
 from torch import nn
 from torchvision.ops import nms
 
-from .roi_head import VertebraROIHead, add_morphometry, grayscale_images
+from .roi_head import VertebraROIHead, grayscale_images
 
 
 @META_ARCH_REGISTRY.register()
@@ -107,7 +107,7 @@ class XVFA(nn.Module):
         boxes, scores = self._boxes(batched_inputs, images.image_sizes)
         results = self.roi_head(images, boxes, scores)
         return [
-            {"instances": add_morphometry(_rescale(result, *_original_size(x)))} for x, result in zip(batched_inputs, results)
+            {"instances": _rescale(result, *_original_size(x))} for x, result in zip(batched_inputs, results)
         ]
 
 

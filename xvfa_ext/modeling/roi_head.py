@@ -8,7 +8,6 @@ from detectron2.utils.events import get_event_storage
 from torch import nn
 
 from ..crops import crop_vertebrae, enlarge_boxes, from_crop, jitter_boxes, to_crop
-from ..gsq import morphometry
 from ..uncertainty import COVERAGE_LEVELS, DEFAULT_ALPHA, DEFAULT_NUM_SAMPLES, interval_radii
 from ..vertebra_head import VertebraHead
 
@@ -157,15 +156,3 @@ class VertebraROIHead(nn.Module):
                 result.set(name, value[part])
             start += count
         return results
-
-
-def add_morphometry(instances: Instances) -> Instances:
-    """Heights (ha, hm, hp), ratios (APR, MPR, MAR), reduction and crisp GSQ of the predicted keypoints."""
-    m = morphometry(instances.pred_keypoints[..., :2])
-    instances.heights = torch.stack([m["ha"], m["hm"], m["hp"]], -1)
-    instances.ratios = torch.stack([m["apr"], m["mpr"], m["mar"]], -1)
-    instances.reduction = m["reduction"]
-    instances.pred_grade = instances.grade_probs.argmax(-1)
-    instances.pred_morphology = instances.morphology_probs.argmax(-1)
-    return instances
-
