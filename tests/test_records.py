@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import xvfa_ext.gsq as gsq
+from conftest import requires_detectron2
 from xvfa_ext.layout import KEYPOINT_NAMES
 from xvfa_ext.records import keypoint_array, probability_array, screening_score_arrays, vertebra_records
 from xvfa_ext.reports import CSV_FIELDS, csv_row, patient_summary
@@ -128,3 +129,22 @@ def test_levels_must_match_the_vertebrae():
     with pytest.raises(ValueError, match="1 levels for 2 vertebrae"):
         vertebra_records(instances(), ["L1"])
     assert KEYPOINT_NAMES[0] in vertebra_records(instances())[0]["keypoints"]
+
+
+@requires_detectron2
+def test_the_evaluator_reports_how_matched_boxes_sit():
+    from xvfa_ext.evaluation.vfa_evaluator import _box_placement
+
+    def row(true, predicted, iou):
+        return {"matched": predicted is not None, "box": true, "box_iou": iou,
+                "prediction": None if predicted is None else {"box": predicted}}
+
+    rows = [row([0, 0, 10, 20], [0, 2, 10, 22], 0.82), row([0, 30, 10, 50], [0, 30, 10, 60], 0.67),
+            row([0, 60, 10, 80], [0, 58, 10, 78], 0.82), row([0, 90, 10, 110], None, None)]
+    placement = _box_placement(rows)
+    assert placement["median_iou"] == pytest.approx(0.82)
+    assert placement["median_height_ratio"] == pytest.approx(1.0)
+    # Centre offsets 2, 5 and 2 px of a 20 px height.
+    assert placement["median_centre_offset_of_height"] == pytest.approx(0.1)
+    assert placement["p90_centre_offset_of_height"] == pytest.approx(np.percentile([0.1, 0.25, 0.1], 90))
+    assert _box_placement(rows[3:]) == {}

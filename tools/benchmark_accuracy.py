@@ -90,13 +90,14 @@ def _fmt(value, digits=3):
 
 def table(fine: dict, end_to_end: dict, times: dict) -> str:
     """The Markdown table of both evaluations: stage-level figures, then screening by score."""
-    lines = ["| evaluation | recall @IoU 0.5 | false boxes / image | keypoint error px | % of height | eps coverage |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| evaluation | recall @IoU 0.5 | false boxes / image | median IoU of a match | keypoint error px | % of height | eps coverage |",
+             "|---|---|---|---|---|---|---|"]
     for name, m in (("fine stage, ground-truth boxes", fine), ("end to end", end_to_end)):
         det, err = m["detection"], m.get("keypoint_error", {})
         relative = err.get("relative_to_posterior_height", {}).get("mean")
         lines.append(
-            f"| {name} | {_fmt(det['recall'])} | {_fmt(det.get('false_positives_per_image'), 2)} | {_fmt(err.get('mean_px'), 2)} | "
+            f"| {name} | {_fmt(det['recall'])} | {_fmt(det.get('false_positives_per_image'), 2)} | {_fmt(det.get('median_iou'), 2)} | "
+            f"{_fmt(err.get('mean_px'), 2)} | "
             f"{_fmt(None if relative is None else 100 * relative, 1)} | {_fmt(m.get('eps_coverage', {}).get('coverage'))} |"
         )
     header = "| evaluation | score | " + " | ".join(f"{TASK_LABELS[t]}: AUC | sens. | spec." for t in GRADE_TASKS) + " |"

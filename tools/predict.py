@@ -32,15 +32,14 @@ from xvfa_ext.dependencies import require_detectron2
 
 require_detectron2()
 
-from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.config import LazyConfig, instantiate  # noqa: E402
 from detectron2.data import MetadataCatalog  # noqa: E402
 from detectron2.structures import Boxes, Instances  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from xvfa_ext.checkpoints import read_xvfa_state  # noqa: E402
 from xvfa_ext.data import dataset_levels, register_from_config  # noqa: E402
 from xvfa_ext.layout import VERTEBRA_LEVELS  # noqa: E402
+from xvfa_ext.modeling import XVFACheckpointer  # noqa: E402
 from xvfa_ext.radiograph_io import DICOM_SUFFIXES, IMAGE_SUFFIXES, read_radiograph  # noqa: E402
 from xvfa_ext.records import vertebra_records  # noqa: E402
 from xvfa_ext.reports import CSV_FIELDS, csv_row, patient_summary  # noqa: E402
@@ -129,8 +128,7 @@ class Predictor:
             self.model.detector = None
         elif self.model.detector is None:
             raise ValueError(f"{config_file}: the model has no detector; give the boxes with --boxes FILE")
-        read_xvfa_state(weights)  # an XVFA checkpoint, or one line naming the file
-        DetectionCheckpointer(self.model).load(weights)
+        XVFACheckpointer(self.model).load(weights)  # an XVFA checkpoint, or one line naming the file
         self.mapper = instantiate(cfg.dataloader.test.mapper)
         self.metadata = MetadataCatalog.get(cfg.dataloader.test.dataset.names)
         dataset_levels(self.metadata.name)  # the levels that found vertebrae are anchored to

@@ -26,8 +26,8 @@ from detectron2.evaluation import inference_on_dataset, print_csv_format  # noqa
 from detectron2.utils import comm  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
-from xvfa_ext.checkpoints import read_xvfa_state  # noqa: E402
 from xvfa_ext.data import DatasetError, register_from_config  # noqa: E402
+from xvfa_ext.modeling import XVFACheckpointer  # noqa: E402
 
 logger = logging.getLogger("detectron2")
 
@@ -134,10 +134,13 @@ def do_train(args, cfg):
 def main(args):
     cfg = LazyConfig.load(args.config_file)
     cfg = LazyConfig.apply_overrides(cfg, args.opts)
+    model = None
     try:
         register_from_config(cfg)
         if args.eval_only:
-            read_xvfa_state(cfg.train.init_checkpoint)  # before anything is written
+            # Built and loaded before anything is written: a wrong weights file is one line, exit 2.
+            model = build_model(cfg)
+            XVFACheckpointer(model).load(cfg.train.init_checkpoint)
     except (DatasetError, ValueError) as exc:
         print(f"train_net.py: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -150,9 +153,7 @@ def main(args):
     default_setup(cfg, args)
     setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="xvfa_ext")
     if args.eval_only:
-        model = ddp(cfg, build_model(cfg))
-        DetectionCheckpointer(model).load(cfg.train.init_checkpoint)
-        return do_test(cfg, model)
+        return do_test(cfg, ddp(cfg, model))
     do_train(args, cfg)
 
 

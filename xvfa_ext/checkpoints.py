@@ -9,26 +9,41 @@ import torch
 PARTS = {"detector": "detector.", "fine": "roi_head."}
 
 
+_HINT = "give a model_*.pth written by tools/train_net.py or tools/combine_weights.py"
+# What torch.load raises on a file that is no checkpoint at all.
+UNREADABLE = (OSError, RuntimeError, EOFError, pickle.UnpicklingError)
+
+
+def unreadable(path, exc: BaseException) -> ValueError:
+    """The one-line error for a file that cannot be read as a checkpoint."""
+    reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+    return ValueError(f"{path}: not an XVFA checkpoint (cannot be read as one: {reason}); {_HINT}")
+
+
+def xvfa_state(checkpoint, path) -> Dict[str, torch.Tensor]:
+    """The model state of a loaded XVFA checkpoint; ValueError naming ``path`` for anything else,
+    for example the evaluator's ``instances_predictions.pth`` that sits beside the checkpoints."""
+    # detectron2's checkpointer wraps whatever torch.load gave in {"model": ...}; name what was inside.
+    state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else checkpoint
+    if not isinstance(state, dict) or not any(str(k).startswith(tuple(PARTS.values())) for k in state):
+        raise ValueError(
+            f"{path}: not an XVFA checkpoint (a {type(state).__name__} without detector.* or roi_head.* "
+            f"weights); {_HINT}"
+        )
+    return state
+
+
 def read_xvfa_state(path) -> Dict[str, torch.Tensor]:
-    """The model state of an XVFA checkpoint (``model_*.pth`` of ``tools/train_net.py`` or
-    ``tools/combine_weights.py``); ValueError naming the file for anything else, for example the
-    evaluator's ``instances_predictions.pth`` that sits beside the checkpoints."""
+    """The model state of an XVFA checkpoint file (``model_*.pth`` of ``tools/train_net.py`` or
+    ``tools/combine_weights.py``); ValueError naming the file for anything else."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
-    hint = "give a model_*.pth written by tools/train_net.py or tools/combine_weights.py"
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"{path}: not an XVFA checkpoint (cannot be read as one: {reason}); {hint}") from None
-    state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
-    if not isinstance(state, dict) or not any(str(k).startswith(tuple(PARTS.values())) for k in state):
-        raise ValueError(
-            f"{path}: not an XVFA checkpoint (a {type(checkpoint).__name__} without detector.* or roi_head.* "
-            f"weights); {hint}"
-        )
-    return state
+    except UNREADABLE as exc:
+        raise unreadable(path, exc) from None
+    return xvfa_state(checkpoint, path)
 
 
 def model_part(path, part: str) -> Dict[str, torch.Tensor]:

@@ -88,6 +88,8 @@ class VFAEvaluator(DatasetEvaluator):
                     "imputed": bool(ann.get("imputed", False)),
                     "grade": int(ann["grade"]),
                     "morphology": int(ann["morphology"]),
+                    "box": gt_boxes[i].tolist(),
+                    "box_iou": float(iou[i, match[i]]) if i in match else None,
                     "keypoints": kps[:, :2].tolist(),
                     "visible": (kps[:, 2] > 0).tolist(),
                     "matched": i in match,
@@ -126,6 +128,7 @@ class VFAEvaluator(DatasetEvaluator):
                 "false_positives": false_positives,
                 "images": images,
                 "false_positives_per_image": false_positives / max(images, 1),
+                **_box_placement(rows),
             },
         }
         if scored:
@@ -173,6 +176,24 @@ class VFAEvaluator(DatasetEvaluator):
                 for a in COVERAGE_LEVELS
             }
         return report
+
+
+def _box_placement(rows: List[Dict]) -> Dict:
+    """How well matched boxes sit: IoU, height against the annotated box's, and the vertical offset of
+    the centre as a fraction of the annotated height (medians, and the offset's 90th percentile)."""
+    matched = [r for r in rows if r["matched"]]
+    if not matched:
+        return {}
+    true = np.array([r["box"] for r in matched])
+    pred = np.array([r["prediction"]["box"] for r in matched])
+    height = true[:, 3] - true[:, 1]
+    offset = np.abs((pred[:, 1] + pred[:, 3]) - (true[:, 1] + true[:, 3])) / 2 / height
+    return {
+        "median_iou": float(np.median([r["box_iou"] for r in matched])),
+        "median_height_ratio": float(np.median((pred[:, 3] - pred[:, 1]) / height)),
+        "median_centre_offset_of_height": float(np.median(offset)),
+        "p90_centre_offset_of_height": float(np.percentile(offset, 90)),
+    }
 
 
 _CERTAIN_NORMAL = {"grade": np.eye(len(GRADES))[0], "morphology": np.eye(len(MORPHOLOGIES))[0]}

@@ -1,5 +1,6 @@
 """detectron2/detrex modeling layer: device-safe DINO, the vertebra ROI head and the XVFA model."""
 
+from .checkpointer import XVFACheckpointer
 from .dino import DINO, DINOCriterion, DINOTransformer, DINOTransformerDecoder, DINOTransformerEncoder, cuda_calls_on
 from .meta_arch import XVFA
 from .roi_head import VertebraROIHead
@@ -12,5 +13,6 @@ __all__ = [
     "DINOTransformerEncoder",
     "VertebraROIHead",
     "XVFA",
+    "XVFACheckpointer",
     "cuda_calls_on",
 ]
