@@ -32,7 +32,7 @@ import numpy as np
 
 from xvfa_ext.coco_splits import CATEGORY, split_files, write_split_files
 from xvfa_ext.gsq import GRADES, classify, morphometry
-from xvfa_ext.layout import COORDINATE_COLUMNS, HEIGHTS, KEYPOINT_NAMES, order_levels
+from xvfa_ext.layout import COORDINATE_COLUMNS, KEYPOINT_NAMES, order_levels
 from xvfa_ext.radiograph_io import read_radiograph
 from xvfa_ext.synthetic import vertebra_box
 
@@ -96,8 +96,7 @@ def read_rows(path: Path, columns: Dict[str, str]) -> List[Dict]:
             if not np.isfinite(xy).all():
                 raise ValueError("a coordinate is not finite")
             row["points"] = np.asarray(xy).reshape(len(KEYPOINT_NAMES), 2)
-            heights = [np.linalg.norm(row["points"][i] - row["points"][j]) for i, j in HEIGHTS]
-            if min(heights) <= 0:
+            if not bool(morphometry(row["points"])["valid"]):
                 raise ValueError("a vertebra of zero height (an upper point on its lower point)")
             row["grade"] = _label(row["grade"], {g: i for i, g in enumerate(GRADES)}, 4, "grade") if row["grade"] else None
             row["morphology"] = (

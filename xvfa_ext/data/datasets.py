@@ -15,6 +15,7 @@ import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
+from ..gsq import morphometry
 from ..layout import ENDPLATES, HEIGHTS, KEYPOINT_NAMES, level_positions, order_levels
 from ..synthetic import SyntheticConfig
 from ..coco_splits import NUM_FOLDS, SPLITS
@@ -84,10 +85,8 @@ def _check_annotations(json_file: str, data: Dict) -> None:
         if width and height and (x < -1 or y < -1 or x + w > width + 1 or y + h > height + 1):  # 1 px of rounding
             raise DatasetError(f"{where}: box {ann['bbox']} lies outside the {width}x{height} image")
         points = np.asarray(kps, dtype=float).reshape(-1, 3)
-        if (points[:, 2] > 0).all():
-            heights = [np.linalg.norm(points[i, :2] - points[j, :2]) for i, j in HEIGHTS]
-            if min(heights) <= 0:
-                raise DatasetError(f"{where}: a vertebra of zero height (an upper keypoint on its lower one)")
+        if (points[:, 2] > 0).all() and not bool(morphometry(points[:, :2])["valid"]):
+            raise DatasetError(f"{where}: a vertebra of zero height (an upper keypoint on its lower one)")
         if not (isinstance(ann["grade"], int) and 0 <= ann["grade"] <= 3):
             raise DatasetError(f"{where}: grade {ann['grade']!r} is not 0-3")
         if not (isinstance(ann["morphology"], int) and 0 <= ann["morphology"] <= 2):
