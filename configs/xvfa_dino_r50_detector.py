@@ -12,6 +12,8 @@ from fvcore.common.param_scheduler import CosineParamScheduler
 from .xvfa_dino_r50 import dataloader, dataset, model, optimizer, train
 
 model.train_fine = False
+# The detector's own boxes are what this stage is measured by (its fine stage is untrained).
+model.keypoint_box_padding = None
 # From random initialisation: twice detrex's rate for the whole detector, the backbone included (its
 # 0.1 factor suits pretrained weights).
 optimizer.params.detector_lr = 2e-4

@@ -70,6 +70,13 @@ def test_inference_outputs_every_field_without_nan():
         value = inst.get(name)
         assert torch.isfinite(value).all(), name
     torch.testing.assert_close(inst.grade_probs.sum(-1), torch.ones(len(inst)))
+    # Each found vertebra's box is the box around its keypoints padded by a tenth (clipped to the image).
+    kps = inst.pred_keypoints[..., :2]
+    lo, hi = kps.min(1).values, kps.max(1).values
+    expected = torch.cat([lo - (hi - lo) * 0.1, hi + (hi - lo) * 0.1], 1)
+    expected[:, 0::2] = expected[:, 0::2].clamp(0, inst.image_size[1])
+    expected[:, 1::2] = expected[:, 1::2].clamp(0, inst.image_size[0])
+    torch.testing.assert_close(inst.pred_boxes.tensor, expected, atol=1e-3, rtol=1e-4)
 
 
 def test_fine_stage_alone_uses_ground_truth_boxes():

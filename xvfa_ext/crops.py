@@ -46,6 +46,14 @@ def enlarge_boxes(boxes: torch.Tensor, factor) -> torch.Tensor:
     return torch.cat([centre - half, centre + half], dim=1)
 
 
+def boxes_around_points(points: torch.Tensor, padding) -> torch.Tensor:
+    """XYXY boxes ``(N, 4)`` around keypoints ``(N, K, 2)``, each side padded by ``padding`` of the
+    points' extent on its axis: a number, or ``(N, 2)`` per box and axis."""
+    lo, hi = points.min(dim=1).values, points.max(dim=1).values
+    pad = (hi - lo) * padding
+    return torch.cat([lo - pad, hi + pad], dim=1)
+
+
 def jitter_boxes(
     boxes: torch.Tensor, max_scale: float = 0.35, max_shift: float = 10.0, generator: Optional[torch.Generator] = None
 ) -> torch.Tensor:

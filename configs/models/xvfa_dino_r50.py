@@ -70,4 +70,7 @@ model = L(XVFA)(
     max_vertebrae=20,
     # Neighbouring vertebrae's boxes overlap little; two boxes over IoU 0.5 are one vertebra.
     nms_threshold=0.5,
+    # A found vertebra's output box is the box around its predicted keypoints, padded as the
+    # annotations pad theirs (a tenth of the extent: datasets/convert_points.py, the synthetic data).
+    keypoint_box_padding=0.1,
 )

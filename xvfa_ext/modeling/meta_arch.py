@@ -9,6 +9,7 @@ from detectron2.structures import Boxes, Instances, Keypoints
 from torch import nn
 from torchvision.ops import nms
 
+from ..crops import boxes_around_points
 from .roi_head import VertebraROIHead, grayscale_images
 
 
@@ -23,6 +24,11 @@ class XVFA(nn.Module):
     vertebra found twice is kept once), or on the ground-truth boxes when there is no detector. The
     detector sees the half-resolution ``image``; the fine stage crops from the full-resolution
     ``fine_image`` where the mapper gives one (:class:`~xvfa_ext.data.VertebraDatasetMapper`).
+
+    With ``keypoint_box_padding`` set, each detected vertebra's output box is the box around its
+    predicted keypoints, padded by that fraction of their extent as the annotations pad theirs (0.1
+    for ``datasets/convert_points.py`` and the synthetic data): the fine stage places a vertebra more
+    precisely than the detector's box does. Given boxes (no detector) are kept as given.
     """
 
     def __init__(
@@ -34,6 +40,7 @@ class XVFA(nn.Module):
         score_threshold: float = 0.2,
         max_vertebrae: int = 20,
         nms_threshold: float = 0.5,
+        keypoint_box_padding: Optional[float] = None,
     ):
         super().__init__()
         if detector is None and train_detector:
@@ -49,6 +56,9 @@ class XVFA(nn.Module):
         if not 0 < nms_threshold <= 1:
             raise ValueError(f"nms_threshold must lie in (0, 1], got {nms_threshold}")
         self.nms_threshold = nms_threshold
+        if keypoint_box_padding is not None and keypoint_box_padding < 0:
+            raise ValueError(f"keypoint_box_padding must be non-negative or None, got {keypoint_box_padding}")
+        self.keypoint_box_padding = keypoint_box_padding
         if detector is not None and not train_detector:
             detector.requires_grad_(False)
         if not train_fine:
@@ -106,6 +116,11 @@ class XVFA(nn.Module):
         images = grayscale_images(batched_inputs, self.device)
         boxes, scores = self._boxes(batched_inputs, images.image_sizes)
         results = self.roi_head(images, boxes, scores)
+        if self.keypoint_box_padding is not None and self.detector is not None:
+            for result in results:
+                refined = Boxes(boxes_around_points(result.pred_keypoints[..., :2], self.keypoint_box_padding))
+                refined.clip(result.image_size)
+                result.pred_boxes = refined
         return [
             {"instances": _rescale(result, *_original_size(x))} for x, result in zip(batched_inputs, results)
         ]
