@@ -61,6 +61,8 @@ def test_three_scores_and_the_ceiling_are_those_of_the_rows(trained):
     positive = np.array([r["grade"] >= 1 for r in rows])
     task = "normal_vs_fracture"
     assert metrics["scores"]["headline"] == "sampled_mean"
+    detection = metrics["detection"]
+    assert sum(detection["missed_by_grade"]) == detection["vertebrae"] - detection["matched"]
     def fracture(row, kind):  # a missed vertebra counts as certain normal
         p = row["prediction"]
         return 0.0 if p is None else 1 - p["grade_probabilities"][kind]["normal"]

@@ -27,7 +27,6 @@ from detectron2.utils import comm  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from xvfa_ext.data import DatasetError, register_from_config  # noqa: E402
-from xvfa_ext.modeling import XVFACheckpointer  # noqa: E402
 
 logger = logging.getLogger("detectron2")
 
@@ -138,6 +137,10 @@ def main(args):
     try:
         register_from_config(cfg)
         if args.eval_only:
+            # Imported here, not at the top: xvfa_ext.modeling puts detrex's checkout on sys.path, whose
+            # empty detectron2/ folder would shadow detectron2 in the processes that launch() spawns.
+            from xvfa_ext.modeling import XVFACheckpointer
+
             # Built and loaded before anything is written: a wrong weights file is one line, exit 2.
             model = build_model(cfg)
             XVFACheckpointer(model).load(cfg.train.init_checkpoint)

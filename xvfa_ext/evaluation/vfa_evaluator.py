@@ -128,6 +128,8 @@ class VFAEvaluator(DatasetEvaluator):
                 "false_positives": false_positives,
                 "images": images,
                 "false_positives_per_image": false_positives / max(images, 1),
+                # Missed vertebrae by annotated grade (normal to severe); a miss counts as certainly normal.
+                "missed_by_grade": [sum(not r["matched"] and r["grade"] == g for r in rows) for g in range(len(GRADES))],
                 **_box_placement(rows),
             },
         }
