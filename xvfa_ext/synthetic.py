@@ -238,8 +238,9 @@ def generate_image(rng: np.random.Generator, cfg: Optional[SyntheticConfig] = No
     return image, vertebrae
 
 
-def vertebra_box(keypoints: np.ndarray, height: int, width: int, margin: float = 0.1) -> List[float]:
-    """XYWH box around a vertebra's keypoints, padded by ``margin`` of its size and clipped to the image."""
+def vertebra_box(keypoints: np.ndarray, height: int, width: int, margin=0.1) -> List[float]:
+    """XYWH box around a vertebra's keypoints, padded by ``margin`` of its size (a number, or (2,) per
+    axis) and clipped to the image."""
     lo, hi = keypoints.min(0), keypoints.max(0)
     pad = (hi - lo) * margin
     lo = np.maximum(lo - pad, 0)

@@ -11,6 +11,7 @@ from detectron2.structures import BoxMode
 
 from ..layout import NUM_KEYPOINTS
 from ..radiograph_io import read_radiograph
+from ..synthetic import vertebra_box
 from .transforms import RandomBlur, RandomEqualize, RandomInvert, ResizeByFactor
 
 
@@ -54,13 +55,8 @@ def _box_around_points(annotation: Dict, padding: np.ndarray, shape: Tuple[int, 
     points = np.asarray(annotation["keypoints"], dtype=np.float64).reshape(-1, 3)
     if (points[:, 2] <= 0).any():
         return
-    lo, hi = points[:, :2].min(0), points[:, :2].max(0)
-    pad = padding * (hi - lo)
-    height, width = shape
-    lo = np.maximum(lo - pad, 0)
-    hi = np.minimum(hi + pad, [width, height])
-    annotation["bbox"] = [float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])]
-    annotation["bbox_mode"] = BoxMode.XYXY_ABS
+    annotation["bbox"] = vertebra_box(points[:, :2], *shape, margin=padding)
+    annotation["bbox_mode"] = BoxMode.XYWH_ABS
 
 
 def _chw_tensor(image: np.ndarray) -> torch.Tensor:
