@@ -7,6 +7,7 @@ from sklearn.ensemble import RandomForestClassifier
 
 from .gsq import GRADES, INVALID, MORPHOLOGIES, morphometry
 from .metrics import screening_metrics
+from .records import keypoint_array
 
 FEATURES = ("ha", "hm", "hp", "apr", "mpr", "mar")
 
@@ -48,3 +49,42 @@ class RandomForestBaseline:
     def evaluate(self, keypoints, grade, morphology, patient_ids: Optional[Sequence[str]] = None) -> Dict:
         grade_probs, morphology_probs = self.predict_proba(keypoints)
         return screening_metrics(grade, grade_probs, morphology, morphology_probs, patient_ids)
+
+
+def annotated_vertebrae(records: Sequence[Dict]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Keypoints ``(N, 6, 2)``, grade and morphology of the read vertebrae of detectron2 dataset dicts.
+
+    Imputed vertebrae and vertebrae without all six keypoints are left out: the forest learns from
+    what readers measured.
+    """
+    kps, grade, morphology = [], [], []
+    for record in records:
+        for ann in record["annotations"]:
+            points = np.asarray(ann["keypoints"], dtype=float).reshape(-1, 3)
+            if ann.get("imputed", False) or not (points[:, 2] > 0).all():
+                continue
+            kps.append(points[:, :2])
+            grade.append(int(ann["grade"]))
+            morphology.append(int(ann["morphology"]))
+    return np.array(kps, dtype=float).reshape(-1, 6, 2), np.array(grade, dtype=int), np.array(morphology, dtype=int)
+
+
+def evaluate_on_rows(forest: RandomForestBaseline, rows: Sequence[Dict]) -> Dict:
+    """:func:`screening_metrics` of the forest on the predicted keypoints of ``VFAEvaluator``'s rows.
+
+    Read (not imputed) rows are scored, as the evaluator scores them; a missed vertebra (no
+    prediction) counts as certainly normal.
+    """
+    scored = [r for r in rows if not r["imputed"]]
+    if not scored:
+        raise ValueError("the predictions hold no read vertebra to score")
+    found = [i for i, r in enumerate(scored) if r["prediction"] is not None]
+    grade_probs = np.tile(np.eye(len(GRADES))[0], (len(scored), 1))
+    morphology_probs = np.tile(np.eye(len(MORPHOLOGIES))[0], (len(scored), 1))
+    if found:
+        kps = np.array([keypoint_array(scored[i]["prediction"]) for i in found])
+        grade_probs[found], morphology_probs[found] = forest.predict_proba(kps)
+    return screening_metrics(
+        [r["grade"] for r in scored], grade_probs, [r["morphology"] for r in scored], morphology_probs,
+        [r["patient_id"] for r in scored],
+    )

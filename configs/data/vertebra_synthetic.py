@@ -25,6 +25,8 @@ dataset = OmegaConf.create(
         train_json=None,
         val_json=None,
         test_json=None,
+        folds_json=None,  # datasets/convert_points.py's folds.json: registers <name>_fold{k}_{train,val}
+        fold=None,  # k: train on <prefix>_fold{k}_train (tools/cross_validate.py sets it)
         eval_split="val",  # what evaluation reads: val or test
         view="lateral",  # or "frontal" (AP): sets how a horizontal flip relabels keypoints
     )

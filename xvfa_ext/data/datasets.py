@@ -183,22 +183,58 @@ def register_from_config(cfg) -> None:
     """Register the COCO files named by ``cfg.dataset`` and point the dataloaders at them.
 
     ``cfg.dataset`` holds ``name``, ``image_root``, ``train_json``, ``val_json``, ``test_json``,
-    ``eval_split`` and ``view`` (see ``configs/data/vertebra_synthetic.py``). With no JSON file
-    named, the config's own dataset names stay (the bundled synthetic data). Otherwise each named
-    file is registered as ``<name>_<split>``; training reads ``<name>_train`` and evaluation
-    ``<name>_<eval_split>``.
+    ``folds_json``, ``fold``, ``eval_split`` and ``view`` (see ``configs/data/vertebra_synthetic.py``).
+    With no JSON file named, the config's own dataset names stay (the bundled synthetic data).
+    Otherwise each named file is registered as ``<name>_<split>``; training reads ``<name>_train``
+    and evaluation ``<name>_<eval_split>``. ``folds_json`` (``datasets/convert_points.py``'s
+    ``folds.json``) registers ``<name>_fold{k}_train`` and ``<name>_fold{k}_val``. With ``fold`` set
+    to ``k``, training reads ``<prefix>_fold{k}_train``, where ``<prefix>_train`` is the training set
+    (the synthetic datasets have their folds registered already).
     """
     ds = cfg.get("dataset")
     if ds is None:
         return
     files = {split: ds.get(f"{split}_json") for split in ("train", "val", "test")}
-    if not any(files.values()):
-        return
+    if any(files.values()) or ds.get("folds_json"):
+        _register_files(cfg, ds, files)
+    if ds.get("fold") is not None:
+        _train_on_fold(cfg, int(ds.fold))
+
+
+def _train_on_fold(cfg, fold: int) -> None:
+    train = cfg.dataloader.train.dataset.names
+    if not isinstance(train, str) or not train.endswith("_train"):
+        raise DatasetError(f"dataset.fold needs one training set named <prefix>_train, got {train!r}")
+    name = f"{train[: -len('_train')]}_fold{fold}_train"
+    if name not in DatasetCatalog.list():
+        raise DatasetError(f"dataset.fold={fold}: no dataset {name!r} is registered (set dataset.folds_json)")
+    cfg.dataloader.train.dataset.names = name
+
+
+def _register_folds(name: str, folds_json: str, image_root: str, view: str) -> None:
+    path = Path(folds_json)
+    try:
+        folds = json.loads(path.read_text())
+        source = path.parent / folds["source"]
+        for fold in folds["folds"]:
+            for part in ("train", "val"):
+                register_vertebra_coco(
+                    f"{name}_fold{int(fold['fold'])}_{part}", str(source), image_root, fold[f"{part}_image_ids"], view=view
+                )
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: no such folds file") from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise DatasetError(f"{path}: not a folds file as datasets/convert_points.py writes it ({exc!r})") from None
+
+
+def _register_files(cfg, ds, files) -> None:
     if not ds.get("image_root"):
         raise DatasetError("dataset.image_root is not set: the folder that the JSON files' file_name entries are under")
     for split, json_file in files.items():
         if json_file:
             register_vertebra_coco(f"{ds.name}_{split}", str(json_file), str(ds.image_root), view=ds.get("view", "lateral"))
+    if ds.get("folds_json"):
+        _register_folds(ds.name, str(ds.folds_json), str(ds.image_root), ds.get("view", "lateral"))
     if files["train"]:
         cfg.dataloader.train.dataset.names = f"{ds.name}_train"
     split = ds.get("eval_split", "val")

@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+"""The paper's cross-validation: every variant trained on each fold, tested on the held-out test split,
+and Tables 1, 2 and 5 with mean ± std over folds and Bonferroni-corrected paired t-tests.
+
+    python tools/cross_validate.py --config-file configs/xvfa_dino_r50_fine.py --output output/cv
+    python tools/cross_validate.py --config-file C --folds 2 --variants image=configs/ablations/xvfa_fine_image.py \\
+        --baselines rf=random_forest --output DIR [--resume] [--eval-only] [KEY=VALUE ...]
+
+For fold k, each variant trains with ``tools/train_net.py`` on ``<prefix>_fold{k}_train``, where
+``<prefix>_train`` is the config's training set (the synthetic datasets register their folds; your
+own need ``dataset.folds_json``), and ``VFAEvaluator`` scores it on ``<prefix>_test``. Everything a
+fold writes is under ``DIR/<variant>/fold{k}/``; its console output goes to ``train_net.log`` there.
+
+- ``--variants NAME=CONFIG``: the ablations of Tables 1 and 5, each tested against the full model
+  (``--config-file``, named ``full``). By default the paper's four, ``configs/ablations/*``; one whose
+  config is the full model's is not trained twice.
+- ``--baselines NAME=CONFIG``: the methods of Table 2. ``NAME=random_forest`` is the random forest of
+  Cheng et al. on the full model's predicted keypoints (``tools/baseline_rf.py``).
+- ``--resume`` keeps every fold whose ``model_final.pth`` and ``vfa_metrics.json`` exist, evaluates a
+  trained fold that has no metrics, and resumes an interrupted training from its last checkpoint.
+- ``--eval-only`` builds the tables from the fold outputs there are; a missing fold is an error.
+
+Trailing KEY=VALUE pairs override every variant's config.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from xvfa_ext.dependencies import require_detectron2
+
+require_detectron2()
+
+from detectron2.config import LazyConfig  # noqa: E402
+from detectron2.data import DatasetCatalog  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from xvfa_ext.cross_validation import TABLES, FoldMetricsError, build_table, read_fold_metrics, table_files  # noqa: E402
+from xvfa_ext.data import DatasetError, register_from_config  # noqa: E402
+from xvfa_ext.files import write_atomic  # noqa: E402
+from xvfa_ext.metrics import HEADLINE_SCORE, SCORES  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = "full"
+RANDOM_FOREST = "random_forest"
+ABLATIONS = {
+    "kps_regression": "configs/ablations/xvfa_fine_kps_regression.py",
+    "gsq": "configs/ablations/xvfa_fine_gsq.py",
+    "image": "configs/ablations/xvfa_fine_image.py",
+    "gsq_image": "configs/ablations/xvfa_fine_gsq_image.py",
+}
+
+
+class CrossValidationError(RuntimeError):
+    """A fold failed or its outputs are missing; the message names the fold and its files."""
+
+
+def _named(pairs: List[str], flag: str) -> Dict[str, str]:
+    named = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name or not value:
+            raise CrossValidationError(f"{flag} takes NAME=CONFIG, got {pair!r}")
+        if name in named or name == REFERENCE:
+            raise CrossValidationError(f"{flag}: the name {name!r} is used twice ({REFERENCE!r} is the full model)")
+        if value != RANDOM_FOREST and not Path(value).is_file():
+            raise CrossValidationError(f"{flag} {name}: no such config file {value}")
+        named[name] = value
+    return named
+
+
+def _resolved(config_file: str, opts: List[str]) -> str:
+    """The config as text, but for its output folder: two files that give the same text train the same model."""
+    cfg = LazyConfig.apply_overrides(LazyConfig.load(config_file), opts)
+    cfg.train.output_dir = ""
+    return repr(OmegaConf.to_container(cfg, resolve=False))
+
+
+def fold_prefix(config_file: str, opts: List[str], folds: int) -> str:
+    """The dataset prefix whose ``_fold{k}_train`` and ``_test`` sets the folds train and test on."""
+    cfg = LazyConfig.apply_overrides(LazyConfig.load(config_file), opts)
+    register_from_config(cfg)
+    train = cfg.dataloader.train.dataset.names
+    if not isinstance(train, str) or not train.endswith("_train"):
+        raise CrossValidationError(f"{config_file}: the training set must be one dataset named <prefix>_train, got {train!r}")
+    prefix = train[: -len("_train")]
+    registered = set(DatasetCatalog.list())
+    missing = [f"{prefix}_fold{k}_train" for k in range(folds) if f"{prefix}_fold{k}_train" not in registered]
+    missing += [f"{prefix}_test"] if f"{prefix}_test" not in registered else []
+    if missing:
+        raise CrossValidationError(
+            f"{config_file}: no dataset {', '.join(missing)} is registered "
+            "(your own data: set dataset.test_json and dataset.folds_json, datasets/convert_points.py writes both)"
+        )
+    return prefix
+
+
+class Run:
+    """One variant on one fold: its folder, its state and the commands that complete it."""
+
+    def __init__(self, output: Path, variant: str, config: str, fold: int, prefix: str, opts: List[str]):
+        self.variant, self.config, self.fold = variant, config, fold
+        self.dir = output / variant / f"fold{fold}"
+        self.test = f"{prefix}_test"
+        self.opts = opts + [
+            f"dataset.fold={fold}",
+            "dataset.eval_split=test",
+            f"dataloader.test.dataset.names={self.test}",
+            f"train.output_dir={self.dir}",
+            "train.eval_period=0",  # one evaluation, after the last iteration
+        ]
+
+    @property
+    def name(self) -> str:
+        return f"{self.variant} fold {self.fold}"
+
+    def trained(self) -> bool:
+        return (self.dir / "model_final.pth").is_file()
+
+    def evaluated(self) -> bool:
+        return (self.dir / "vfa_metrics.json").is_file()
+
+    def done(self) -> bool:
+        return self.evaluated() and (self.config == RANDOM_FOREST or self.trained())
+
+    def metrics(self) -> Dict:
+        return read_fold_metrics(self.dir / "vfa_metrics.json", self.test)
+
+    def _train_net(self, extra: List[str]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        log = self.dir / "train_net.log"
+        cmd = [sys.executable, str(ROOT / "tools/train_net.py"), "--config-file", self.config, *extra, *self.opts]
+        with open(log, "ab") as out:
+            out.write(f"\n$ {' '.join(cmd)}\n".encode())
+            out.flush()
+            code = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT)
+        if code != 0:
+            raise CrossValidationError(f"{self.name}: tools/train_net.py exited with {code}; see {log}")
+
+    def complete(self, resume: bool, reference: Optional["Run"]) -> str:
+        """Train and evaluate what is missing; what was done."""
+        if self.config == RANDOM_FOREST:
+            from baseline_rf import write_baseline_metrics
+
+            write_baseline_metrics(f"{self.test[: -len('_test')]}_fold{self.fold}_train", reference.dir, self.dir)
+            return "random forest fitted and scored"
+        if resume and self.trained():
+            self._train_net(["--eval-only", f"train.init_checkpoint={self.dir / 'model_final.pth'}"])
+            return "evaluated"
+        self._train_net(["--resume"] if resume and (self.dir / "last_checkpoint").is_file() else [])
+        if not self.evaluated():
+            raise CrossValidationError(f"{self.name}: training ended without {self.dir / 'vfa_metrics.json'}; see {self.dir / 'train_net.log'}")
+        return "trained and evaluated"
+
+
+def run_folds(runs: List[Run], resume: bool, eval_only: bool, reference: Dict[int, Run]) -> None:
+    todo = [r for r in runs if not (r.done() and (resume or eval_only))]
+    if eval_only:
+        if todo:
+            raise CrossValidationError(
+                "--eval-only: no results for " + ", ".join(f"{r.name} ({r.dir / 'vfa_metrics.json'})" for r in todo)
+            )
+        return
+    if not resume:
+        clash = [r for r in runs if r.dir.exists() and any(r.dir.iterdir())]
+        if clash:
+            raise CrossValidationError(
+                f"{clash[0].dir} already holds outputs: pass --resume to keep finished folds, or choose another --output"
+            )
+    print(f"cross_validate: {len(runs)} runs, {len(runs) - len(todo)} already done, {len(todo)} to do", flush=True)
+    spent = []
+    for i, run in enumerate(todo):
+        start = time.time()
+        what = run.complete(resume, reference.get(run.fold))
+        spent.append(time.time() - start)
+        left = len(todo) - i - 1
+        eta = sum(spent) / len(spent) * left
+        print(
+            f"cross_validate: {run.name}: {what} in {spent[-1] / 60:.1f} min "
+            f"({i + 1}/{len(todo)}; {left} left, ETA {eta / 60:.1f} min)",
+            flush=True,
+        )
+
+
+def write_tables(output: Path, runs: List[Run], ablations: List[str], baselines: List[str], descriptions: Dict[str, str], score: str) -> None:
+    by_variant: Dict[str, List[Dict]] = {}
+    for run in runs:
+        by_variant.setdefault(run.variant, []).append(run.metrics())
+    # Tables 1 and 5 compare the ablations with the full model, Table 2 the other methods.
+    members = {"table1_grade": ablations, "table5_morphology": ablations, "table2_sota": baselines}
+    for name in TABLES:
+        variants = [REFERENCE] + members[name]
+        # Morphology is scored by its probabilities under keypoint sampling (the headline) only.
+        table_score = HEADLINE_SCORE if name == "table5_morphology" else score
+        table = build_table(name, {v: by_variant[v] for v in variants}, REFERENCE, score=table_score)
+        for file_name, data in table_files(table, {v: descriptions[v] for v in variants}).items():
+            write_atomic(output / file_name, data)
+        print(f"cross_validate: wrote {output / name}.md, .csv and .json ({table['tests']} tests)", flush=True)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", required=True, help="the full model's LazyConfig")
+    parser.add_argument("--folds", type=int, default=5, help="how many folds to run, from fold 0 (default 5)")
+    parser.add_argument("--variants", nargs="*", default=None, metavar="NAME=CONFIG", help="ablations (default: configs/ablations/*)")
+    parser.add_argument("--baselines", nargs="*", default=[], metavar="NAME=CONFIG", help=f"Table 2's methods; CONFIG may be {RANDOM_FOREST}")
+    parser.add_argument("--output", type=Path, required=True, help="the folder for the folds' outputs and the tables")
+    parser.add_argument("--resume", action="store_true", help="keep finished folds, finish interrupted ones")
+    parser.add_argument("--eval-only", action="store_true", help="only rebuild the tables from the fold outputs")
+    parser.add_argument("--score", default=HEADLINE_SCORE, choices=sorted(SCORES), help="the screening score of Tables 1 and 2")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY=VALUE overrides for every variant")
+    args = parser.parse_args(argv)
+    try:
+        if args.folds < 2:
+            raise CrossValidationError("--folds must be at least 2: a t-test over folds needs two")
+        if not Path(args.config_file).is_file():
+            raise CrossValidationError(f"--config-file: no such file {args.config_file}")
+        ablations = _named(args.variants if args.variants is not None else [f"{k}={v}" for k, v in ABLATIONS.items()], "--variants")
+        baselines = _named(args.baselines, "--baselines")
+        if set(ablations) & set(baselines):
+            raise CrossValidationError(f"a name is both a variant and a baseline: {sorted(set(ablations) & set(baselines))}")
+        prefix = fold_prefix(args.config_file, args.opts, args.folds)
+        full = _resolved(args.config_file, args.opts)
+        same = [name for name, config in ablations.items() if _resolved(config, args.opts) == full]
+        for name in same:
+            print(f"cross_validate: variant {name} ({ablations.pop(name)}) is the full model's config; it is not trained twice", flush=True)
+        configs = {REFERENCE: args.config_file, **ablations, **baselines}
+        descriptions = {name: config if config != RANDOM_FOREST else f"random forest (Cheng et al.) on {REFERENCE}'s keypoints" for name, config in configs.items()}
+        descriptions[REFERENCE] += " (the full model" + (f"; also {', '.join(same)})" if same else ")")
+        runs = [Run(args.output, name, config, k, prefix, list(args.opts)) for name, config in configs.items() for k in range(args.folds)]
+        reference = {r.fold: r for r in runs if r.variant == REFERENCE}
+        # The random forest scores the full model's keypoints: it runs after them.
+        runs.sort(key=lambda r: r.config == RANDOM_FOREST)
+        run_folds(runs, args.resume, args.eval_only, reference)
+        write_tables(args.output, runs, list(ablations), list(baselines), descriptions, args.score)
+        write_atomic(args.output / "cross_validation.json", json.dumps(
+            {"config": args.config_file, "prefix": prefix, "folds": args.folds, "variants": configs, "same_as_full": same, "opts": args.opts},
+            indent=1).encode())
+    except (CrossValidationError, FoldMetricsError, DatasetError, ValueError) as exc:
+        print(f"cross_validate.py: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
