@@ -228,3 +228,33 @@ def test_mapper_reads_16_bit_and_colour_images(small, tmp_path, kind):
     # The same picture, scaled to 8 bits (JPEG loses a little).
     expected = (gray.astype(float) - gray.min()) / (gray.max() - gray.min()) * 255 if kind == "gray16_tiff" else gray
     assert np.abs(image[0].astype(float) - expected).mean() < 1.5
+
+
+def test_the_detector_fine_tuning_config_reads_only_fully_read_images(small, tmp_path):
+    """Paper section 3.2: after training on imputed levels, the detector is fine-tuned on images
+    whose every vertebra was read."""
+    from pathlib import Path
+
+    from detectron2.config import LazyConfig, instantiate
+
+    from xvfa_ext.data import DatasetError, register_vertebra_coco
+
+    root, paths = small
+    cfg = LazyConfig.load(str(Path(__file__).resolve().parents[1] / "configs" / "xvfa_dino_r50_detector_finetune.py"))
+    assert cfg.train.init_checkpoint.endswith("xvfa_dino_r50_detector/model_final.pth")
+    data = json.loads(paths["trainval"].read_text())
+    ids = [img["id"] for img in data["images"]]
+    for a in data["annotations"]:
+        a["imputed"] = a["image_id"] != ids[1] and a["level"] == "T4"  # image ids[1] alone is fully read
+    for name, fully_read in (("finetune_one", True), ("finetune_none", False)):
+        if not fully_read:
+            for a in data["annotations"]:
+                a["imputed"] = a["level"] == "T4"
+        (tmp_path / f"{name}.json").write_text(json.dumps(data))
+        register_vertebra_coco(name, str(tmp_path / f"{name}.json"), str(root / "images"))
+        cfg.dataloader.train.dataset.names = name
+        if fully_read:
+            assert [r["image_id"] for r in instantiate(cfg.dataloader.train.dataset)] == [ids[1]]
+        else:
+            with pytest.raises(DatasetError, match="no image has every vertebra read"):
+                instantiate(cfg.dataloader.train.dataset)

@@ -3,6 +3,7 @@
 from .datasets import (
     DatasetError,
     ensure_synthetic,
+    fully_read_dataset_dicts,
     load_vertebra_coco,
     VIEWS,
     dataset_levels,
@@ -24,6 +25,7 @@ __all__ = [
     "VertebraDatasetMapper",
     "build_augmentations",
     "ensure_synthetic",
+    "fully_read_dataset_dicts",
     "load_vertebra_coco",
     "VIEWS",
     "dataset_levels",

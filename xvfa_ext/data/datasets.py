@@ -179,6 +179,22 @@ def dataset_levels(name: str):
     return meta.levels, meta.level_positions
 
 
+def fully_read_dataset_dicts(names, **kwargs) -> List[Dict]:
+    """``get_detection_dataset_dicts(names, **kwargs)`` less every image with an imputed vertebra.
+
+    The detector's fine-tuning reads these (paper section 3.2): after training on every level, the
+    imputed ones included, it learns from the images whose readers read every level.
+    """
+    from detectron2.data import get_detection_dataset_dicts
+
+    records = get_detection_dataset_dicts(names, **kwargs)
+    kept = [r for r in records if r["annotations"] and not any(a.get("imputed", False) for a in r["annotations"])]
+    if not kept:
+        raise DatasetError(f"{names}: no image has every vertebra read (each has an imputed one, or none)")
+    logger.info(f"{names}: {len(kept)} of {len(records)} images have every vertebra read")
+    return kept
+
+
 def register_from_config(cfg) -> None:
     """Register the COCO files named by ``cfg.dataset`` and point the dataloaders at them.
 
