@@ -9,6 +9,13 @@ JSON report; over all inputs: vertebrae.csv with one row per vertebra. An input 
 is named in the log and skipped; the exit status is then 1. Trailing KEY=VALUE pairs override the
 config, e.g. model.score_threshold=0.5.
 
+Several ``--weights`` (for example the five fold models of ``tools/cross_validate.py``) predict as
+an ensemble: the first model's detector finds the vertebrae, every model places their keypoints, and
+each vertebra reports the models' mean keypoints and probabilities. Beside each keypoint's interval
+``eps_px`` (the models' mean RLE interval: aleatoric) it reports ``epistemic_px``, the spread of the
+models' keypoints (root-mean-square distance from their mean), and beside the probabilities
+``members_std``; the drawing adds the spread as a dashed circle.
+
 ``--boxes FILE`` gives the vertebra boxes instead of the detector (a fine-stage-only model then
 works too): a COCO file (``images`` by ``file_name``, ``annotations`` with XYWH ``bbox``) or a CSV
 with the header ``image,x,y,width,height``; levels are then assigned as for detected boxes. Images
@@ -23,11 +30,12 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import cv2
 import numpy as np
 import torch
+from xvfa_ext.checkpoints import split_weights
 from xvfa_ext.dependencies import require_detectron2
 
 require_detectron2()
@@ -39,7 +47,7 @@ from tqdm import tqdm  # noqa: E402
 
 from xvfa_ext.data import dataset_levels, register_from_config  # noqa: E402
 from xvfa_ext.layout import VERTEBRA_LEVELS  # noqa: E402
-from xvfa_ext.modeling import XVFACheckpointer  # noqa: E402
+from xvfa_ext.modeling import XVFACheckpointer, XVFAEnsemble  # noqa: E402
 from xvfa_ext.radiograph_io import DICOM_SUFFIXES, IMAGE_SUFFIXES, read_radiograph  # noqa: E402
 from xvfa_ext.records import vertebra_records  # noqa: E402
 from xvfa_ext.reports import CSV_FIELDS, csv_row, patient_summary  # noqa: E402
@@ -120,15 +128,20 @@ class Predictor:
     With ``given_boxes`` the detector is not used: the fine stage runs on the boxes passed in.
     """
 
-    def __init__(self, config_file: str, weights: str, overrides, given_boxes: bool = False):
+    def __init__(self, config_file: str, weights: Sequence[str], overrides, given_boxes: bool = False):
         cfg = LazyConfig.apply_overrides(LazyConfig.load(config_file), overrides)
         register_from_config(cfg)
-        self.model = instantiate(cfg.model).to(cfg.train.device).eval()
-        if given_boxes:
-            self.model.detector = None
-        elif self.model.detector is None:
-            raise ValueError(f"{config_file}: the model has no detector; give the boxes with --boxes FILE")
-        XVFACheckpointer(self.model).load(weights)  # an XVFA checkpoint, or one line naming the file
+        models = []
+        for path in weights:
+            model = instantiate(cfg.model).to(cfg.train.device).eval()
+            if given_boxes:
+                model.detector = None
+            elif model.detector is None:
+                raise ValueError(f"{config_file}: the model has no detector; give the boxes with --boxes FILE")
+            XVFACheckpointer(model).load(path)  # an XVFA checkpoint, or one line naming the file
+            models.append(model)
+        # Several weights (say the fold models): the first one's detector, every one's fine stage.
+        self.model = models[0] if len(models) == 1 else XVFAEnsemble(models).eval()
         self.mapper = instantiate(cfg.dataloader.test.mapper)
         self.metadata = MetadataCatalog.get(cfg.dataloader.test.dataset.names)
         dataset_levels(self.metadata.name)  # the levels that found vertebrae are anchored to
@@ -180,13 +193,15 @@ def _unique_stem(path: Path, used: set) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config-file", required=True)
-    parser.add_argument("--weights", required=True, help="a checkpoint written by tools/train_net.py")
+    parser.add_argument("--weights", nargs="+", required=True,
+                        help="a checkpoint written by tools/train_net.py, or several (an ensemble, e.g. the fold models)")
     parser.add_argument("--input", nargs="+", required=True, help="files, folders or globs")
     parser.add_argument("--output", required=True, help="folder for the PNGs, JSON reports and vertebrae.csv")
     parser.add_argument("--scale", type=float, default=2.0, help="size of the annotated PNGs relative to the input")
     parser.add_argument("--boxes", type=Path, help="vertebra boxes to use instead of the detector (COCO JSON or CSV)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY=VALUE config overrides")
     args = parser.parse_args(argv)
+    args.weights, args.opts = split_weights(args.weights, args.opts)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
     files, missing = collect_inputs(args.input)
@@ -223,6 +238,7 @@ def main(argv=None) -> int:
                 continue
             boxes = given[path.name]
         report = _report(path, predictor(gray, boxes), spacing, patient_id, gray.shape[0], predictor.metadata)
+        report["weights"] = args.weights
         stem = _unique_stem(path, used)
         vis = VertebraVisualizer(np.repeat(gray[:, :, None], 3, 2), predictor.metadata, scale=args.scale)
         ok, png = cv2.imencode(".png", vis.draw_predictions(report["vertebrae"]).get_image()[:, :, ::-1])

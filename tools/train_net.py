@@ -4,6 +4,7 @@
     python tools/train_net.py --config-file configs/xvfa_dino_r50.py --num-gpus 2
     python tools/train_net.py --config-file configs/xvfa_dino_r50_smoke.py --num-gpus 2   # CPU: 2 processes
     python tools/train_net.py --config-file C --eval-only train.init_checkpoint=output/.../model_final.pth
+    python tools/train_net.py --config-file C --eval-only --weights fold0.pth fold1.pth ...   # an ensemble
 
 Trailing ``key=value`` pairs override the config. On a machine without CUDA, ``--num-gpus N`` starts
 N CPU processes that talk over gloo.
@@ -14,6 +15,7 @@ import sys
 import time
 
 import torch
+from xvfa_ext.checkpoints import split_weights
 from xvfa_ext.dependencies import require_detectron2
 
 require_detectron2()
@@ -139,11 +141,14 @@ def main(args):
         if args.eval_only:
             # Imported here, not at the top: xvfa_ext.modeling puts detrex's checkout on sys.path, whose
             # empty detectron2/ folder would shadow detectron2 in the processes that launch() spawns.
-            from xvfa_ext.modeling import XVFACheckpointer
+            from xvfa_ext.modeling import XVFACheckpointer, XVFAEnsemble
 
             # Built and loaded before anything is written: a wrong weights file is one line, exit 2.
-            model = build_model(cfg)
-            XVFACheckpointer(model).load(cfg.train.init_checkpoint)
+            models = []
+            for weights in args.weights or [cfg.train.init_checkpoint]:
+                models.append(build_model(cfg))
+                XVFACheckpointer(models[-1]).load(weights)
+            model = models[0] if len(models) == 1 else XVFAEnsemble(models)
     except (DatasetError, ValueError) as exc:
         print(f"train_net.py: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -161,5 +166,14 @@ def main(args):
 
 
 if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
+    parser = default_argument_parser()
+    parser.add_argument(
+        "--weights", nargs="+", default=None,
+        help="with --eval-only: checkpoints to evaluate instead of train.init_checkpoint; several are an ensemble",
+    )
+    args = parser.parse_args()
+    if args.weights:
+        args.weights, args.opts = split_weights(args.weights, args.opts)
+    if args.weights and not args.eval_only:
+        parser.error("--weights is for --eval-only; training starts from train.init_checkpoint")
     launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))

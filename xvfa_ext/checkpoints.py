@@ -2,7 +2,7 @@
 
 import pickle
 from pathlib import Path
-from typing import Dict
+from typing import Dict, List, Tuple
 
 import torch
 
@@ -53,3 +53,10 @@ def model_part(path, part: str) -> Dict[str, torch.Tensor]:
     if not weights:
         raise ValueError(f"{path}: holds no {part} weights (no key starts with '{prefix}')")
     return weights
+
+
+def split_weights(values: List[str], opts: List[str]) -> Tuple[List[str], List[str]]:
+    """``--weights A B KEY=VALUE ...``: argparse gives the trailing overrides to ``--weights``; the
+    files, and the overrides put back in front of ``opts``."""
+    overrides = [v for v in values if "=" in v and not Path(v).exists()]
+    return [v for v in values if v not in overrides], overrides + list(opts)

@@ -87,10 +87,13 @@ def vertebra_records(
 
     Returns:
         N dicts: ``index``, ``level``, ``level_certain``, ``box``, ``score``, ``keypoints`` (per
-        name: ``x``, ``y``, ``eps_px`` at the model's alpha, ``eps_px_by_alpha``, ``scale_px``),
+        name: ``x``, ``y``, ``eps_px`` at the model's alpha, ``eps_px_by_alpha``, ``scale_px``, and
+        for an ensemble (:func:`~xvfa_ext.ensemble.ensemble_instances`) ``epistemic_px``, the
+        spread between its models, beside ``eps_px``, their mean interval),
         the fields of :func:`gsq_fields`, ``grade``, ``morphology`` and ``shape`` of the combined
         probabilities (eq. 7), ``grade_probabilities`` and ``morphology_probabilities`` (per
-        :data:`PROBABILITY_FIELDS`, per class), and ``screening_scores`` (per task of
+        :data:`PROBABILITY_FIELDS`, per class; an ensemble's also ``members_std``, the spread of
+        its models' sampled means), and ``screening_scores`` (per task of
         :data:`~xvfa_ext.metrics.GRADE_TASKS`, per score of :data:`~xvfa_ext.metrics.SCORES`).
     """
     n = len(instances)
@@ -100,6 +103,12 @@ def vertebra_records(
     def field(name: str) -> np.ndarray:
         return instances.get(name).detach().cpu().double().numpy()
 
+    def optional(name: str) -> Optional[np.ndarray]:
+        try:
+            return field(name)
+        except KeyError:
+            return None
+
     boxes = instances.get("pred_boxes").tensor.detach().cpu().double().numpy()
     scores = field("scores")
     keypoints = field("pred_keypoints")[..., :2]
@@ -107,6 +116,12 @@ def vertebra_records(
     probs = {
         task: {kind: field(f"{task}_probs{suffix}") for kind, suffix in PROBABILITY_FIELDS.items()} for task in _CLASSES
     }
+    # An ensemble's (xvfa_ext.ensemble): the spread between its models.
+    epistemic = optional("pred_keypoint_epistemic")
+    for task in _CLASSES:
+        spread = optional(f"{task}_probs_members_std")
+        if spread is not None:
+            probs[task]["members_std"] = spread
     gsq = gsq_fields(keypoints, pixel_spacing, thresholds)
     per_score = {
         "sampled_mean": grade_scores(probs["grade"]["sampled_mean"]),
@@ -131,6 +146,7 @@ def vertebra_records(
                     "eps_px": float(eps[i, k]),
                     "eps_px_by_alpha": {str(a): float(eps_levels[i, k, j]) for j, a in enumerate(COVERAGE_LEVELS)},
                     "scale_px": scale[i, k].tolist(),
+                    **({"epistemic_px": float(epistemic[i, k])} if epistemic is not None else {}),
                 }
                 for k, name in enumerate(KEYPOINT_NAMES)
             },
@@ -140,7 +156,7 @@ def vertebra_records(
             "shape": shape_word(morphology, heights["anterior"], heights["posterior"]),
             **{
                 f"{task}_probabilities": {
-                    kind: dict(zip(names, probs[task][kind][i].tolist())) for kind in PROBABILITY_FIELDS
+                    kind: dict(zip(names, values[i].tolist())) for kind, values in probs[task].items()
                 }
                 for task, names in _CLASSES.items()
             },

@@ -4,7 +4,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from detectron2.utils.visualizer import Visualizer
-from matplotlib.patches import Ellipse
+from matplotlib.patches import Circle, Ellipse
 
 from .gsq import GRADES, INVALID, morphometry, shape_word
 from .layout import ENDPLATES, HEIGHTS, VERTEBRA_LEVELS, assign_levels
@@ -14,6 +14,7 @@ from .records import keypoint_array
 SEVERITY_COLORS = ((0.2, 0.8, 0.2), (1.0, 0.85, 0.1), (1.0, 0.5, 0.0), (0.9, 0.1, 0.1))
 INVALID_COLOR = (0.6, 0.6, 0.6)
 HEIGHT_COLOR = (0.1, 0.7, 1.0)
+EPISTEMIC_COLOR = (0.85, 0.2, 0.85)  # an ensemble's spread between models
 
 
 def vertebra_label(level: Optional[str], grade: str, shape: str, probability: Optional[float]) -> str:
@@ -58,7 +59,10 @@ class VertebraVisualizer(Visualizer):
         box: Optional[Sequence[float]] = None,
         eps: Optional[np.ndarray] = None,
         scale: Optional[np.ndarray] = None,
+        epistemic: Optional[np.ndarray] = None,
     ):
+        """``eps`` (6,): each keypoint's interval radius, drawn as an ellipse stretched like its
+        ``scale`` (6, 2); ``epistemic`` (6,): an ensemble's spread between models, a dashed circle."""
         color = SEVERITY_COLORS[grade] if grade != INVALID else INVALID_COLOR
         kps = np.asarray(keypoints, dtype=float)
         if box is not None:
@@ -75,6 +79,10 @@ class VertebraVisualizer(Visualizer):
                 self.output.ax.add_patch(
                     Ellipse((x, y), width, height, fill=False, edgecolor=color, linewidth=0.6, alpha=0.6)
                 )
+            if epistemic is not None:
+                self.output.ax.add_patch(
+                    Circle((x, y), epistemic[k], fill=False, edgecolor=EPISTEMIC_COLOR, linewidth=0.8, linestyle="--")
+                )
             self.draw_circle((x, y), color=color, radius=max(1.5, self._default_font_size / 5))
         anterior = kps[[2, 5]].mean(0)
         posterior = kps[[0, 3]].mean(0)
@@ -84,7 +92,7 @@ class VertebraVisualizer(Visualizer):
 
     def draw_predictions(self, records: List[Dict]):
         """Every vertebra of :func:`~xvfa_ext.records.vertebra_records`: its combined grade and shape,
-        and its level, marked '?' where uncertain."""
+        and its level, marked '?' where uncertain; an ensemble's spread between models too."""
         for r in records:
             level = r["level"] if r["level"] is None or r["level_certain"] else f"{r['level']}?"
             probability = r["grade_probabilities"]["combined"][r["grade"]]
@@ -95,6 +103,7 @@ class VertebraVisualizer(Visualizer):
                 r["box"],
                 keypoint_array(r, "eps_px"),
                 keypoint_array(r, "scale_px"),
+                keypoint_array(r, "epistemic_px") if "epistemic_px" in next(iter(r["keypoints"].values())) else None,
             )
         return self.output
 

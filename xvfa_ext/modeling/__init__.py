@@ -2,7 +2,7 @@
 
 from .checkpointer import XVFACheckpointer
 from .dino import DINO, DINOCriterion, DINOTransformer, DINOTransformerDecoder, DINOTransformerEncoder, cuda_calls_on
-from .meta_arch import XVFA
+from .meta_arch import XVFA, XVFAEnsemble
 from .roi_head import VertebraROIHead
 
 __all__ = [
@@ -14,5 +14,6 @@ __all__ = [
     "VertebraROIHead",
     "XVFA",
     "XVFACheckpointer",
+    "XVFAEnsemble",
     "cuda_calls_on",
 ]

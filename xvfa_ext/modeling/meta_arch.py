@@ -10,6 +10,7 @@ from torch import nn
 from torchvision.ops import nms
 
 from ..crops import boxes_around_points
+from ..ensemble import ensemble_instances
 from .roi_head import VertebraROIHead, grayscale_images
 
 
@@ -115,7 +116,10 @@ class XVFA(nn.Module):
     def inference(self, batched_inputs: List[Dict]) -> List[Dict]:
         images = grayscale_images(batched_inputs, self.device)
         boxes, scores = self._boxes(batched_inputs, images.image_sizes)
-        results = self.roi_head(images, boxes, scores)
+        return self._outputs(batched_inputs, self.roi_head(images, boxes, scores))
+
+    def _outputs(self, batched_inputs: List[Dict], results: List[Instances]) -> List[Dict]:
+        """The fine stage's results as outputs: boxes from keypoints where set, in the radiograph's pixels."""
         if self.keypoint_box_padding is not None and self.detector is not None:
             for result in results:
                 refined = Boxes(boxes_around_points(result.pred_keypoints[..., :2], self.keypoint_box_padding))
@@ -124,6 +128,32 @@ class XVFA(nn.Module):
         return [
             {"instances": _rescale(result, *_original_size(x))} for x, result in zip(batched_inputs, results)
         ]
+
+
+class XVFAEnsemble(nn.Module):
+    """Several trained XVFA models (for example the five fold models) as one, for inference.
+
+    The first model's detector finds the vertebrae (or the ground-truth boxes are used, as by one
+    model); every model's fine stage places keypoints on those boxes, and
+    :func:`~xvfa_ext.ensemble.ensemble_instances` combines them: the mean keypoints and
+    probabilities, the mean within-model interval (aleatoric) and the spread between the models
+    (epistemic). The first model's settings (thresholds, box padding) apply.
+    """
+
+    def __init__(self, models: List[XVFA]):
+        super().__init__()
+        if len(models) < 2:
+            raise ValueError(f"an ensemble needs at least two models, got {len(models)}")
+        self.models = nn.ModuleList(models)
+
+    def forward(self, batched_inputs: List[Dict]) -> List[Dict]:
+        if self.training:
+            raise RuntimeError("XVFAEnsemble is for inference: train its models one by one")
+        lead = self.models[0]
+        images = grayscale_images(batched_inputs, lead.device)
+        boxes, scores = lead._boxes(batched_inputs, images.image_sizes)
+        per_model = [model.roi_head(images, boxes, scores) for model in self.models]
+        return lead._outputs(batched_inputs, [ensemble_instances(list(r)) for r in zip(*per_model)])
 
 
 def _original_size(x: Dict):
