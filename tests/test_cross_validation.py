@@ -216,6 +216,18 @@ def test_resume_keeps_finished_folds_and_eval_only_rebuilds_the_tables(cv):
     rebuilt = cross_validate("--eval-only", *args)
     assert rebuilt.returncode == 0 and (out / "table1_grade.md").is_file() and "to do" not in rebuilt.stdout
 
+    # The fold models as one ensemble, against one model.
+    ensembled = cross_validate("--resume", "--ensemble", *args)
+    assert ensembled.returncode == 0, ensembled.stderr[-3000:]
+    assert "full ensemble of 2: evaluated" in ensembled.stdout and "rf ensemble" not in ensembled.stdout
+    rows = {r["variant"]: r for r in json.loads((out / "ensemble.json").read_text())}
+    assert set(rows) == {"full", "image"}
+    metrics = json.loads((out / "full" / "ensemble" / "vfa_metrics.json").read_text())
+    assert rows["full"]["eps coverage"]["ensemble"] == metrics["eps_coverage"]["coverage"]
+    folds = [json.loads((out / "full" / f"fold{k}" / "vfa_metrics.json").read_text()) for k in range(2)]
+    assert rows["full"]["eps coverage"]["folds"]["folds"] == [f["eps_coverage"]["coverage"] for f in folds]
+    assert "ensemble of 2" in (out / "ensemble.md").read_text()
+
 
 @requires_detectron2
 def test_an_ablation_equal_to_the_full_model_is_not_trained_twice():

@@ -19,6 +19,9 @@ fold writes is under ``DIR/<variant>/fold{k}/``; its console output goes to ``tr
 - ``--resume`` keeps every fold whose ``model_final.pth`` and ``vfa_metrics.json`` exist, evaluates a
   trained fold that has no metrics, and resumes an interrupted training from its last checkpoint.
 - ``--eval-only`` builds the tables from the fold outputs there are; a missing fold is an error.
+- ``--ensemble`` also evaluates each variant's fold models as one ensemble on the test split
+  (``DIR/<variant>/ensemble/``) and writes ``DIR/ensemble.md``: one fold model against the ensemble,
+  with the spread between models (epistemic) beside the mean RLE interval (aleatoric).
 
 Trailing KEY=VALUE pairs override every variant's config.
 """
@@ -39,7 +42,15 @@ from detectron2.config import LazyConfig  # noqa: E402
 from detectron2.data import DatasetCatalog  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from xvfa_ext.cross_validation import TABLES, FoldMetricsError, build_table, read_fold_metrics, table_files  # noqa: E402
+from xvfa_ext.cross_validation import (  # noqa: E402
+    TABLES,
+    FoldMetricsError,
+    build_table,
+    ensemble_markdown,
+    ensemble_rows,
+    read_fold_metrics,
+    table_files,
+)
 from xvfa_ext.data import DatasetError, register_from_config  # noqa: E402
 from xvfa_ext.files import write_atomic  # noqa: E402
 from xvfa_ext.metrics import HEADLINE_SCORE, SCORES  # noqa: E402
@@ -102,9 +113,10 @@ def fold_prefix(config_file: str, opts: List[str], folds: int) -> str:
 class Run:
     """One variant on one fold: its folder, its state and the commands that complete it."""
 
-    def __init__(self, output: Path, variant: str, config: str, fold: int, prefix: str, opts: List[str]):
+    def __init__(self, output: Path, variant: str, config: str, fold: int, prefix: str, opts: List[str], folder: Optional[Path] = None):
         self.variant, self.config, self.fold = variant, config, fold
-        self.dir = output / variant / f"fold{fold}"
+        self.output, self.prefix, self.base_opts = output, prefix, opts
+        self.dir = folder or output / variant / f"fold{fold}"
         self.test = f"{prefix}_test"
         self.opts = opts + [
             f"dataset.fold={fold}",
@@ -157,6 +169,27 @@ class Run:
         return "trained and evaluated"
 
 
+class EnsembleRun(Run):
+    """A variant's fold models as one ensemble (``train_net.py --eval-only --weights``) on the test split."""
+
+    def __init__(self, folds: List[Run]):
+        first = folds[0]
+        folder = first.output / first.variant / "ensemble"
+        super().__init__(first.output, first.variant, first.config, first.fold, first.prefix, first.base_opts, folder)
+        self.folds = folds
+
+    @property
+    def name(self) -> str:
+        return f"{self.variant} ensemble of {len(self.folds)}"
+
+    def done(self) -> bool:
+        return self.evaluated()
+
+    def complete(self, resume: bool, reference: Optional[Run]) -> str:
+        self._train_net(["--eval-only", "--weights", *[str(f.dir / "model_final.pth") for f in self.folds]])
+        return "evaluated"
+
+
 def run_folds(runs: List[Run], resume: bool, eval_only: bool, reference: Dict[int, Run]) -> None:
     todo = [r for r in runs if not (r.done() and (resume or eval_only))]
     if eval_only:
@@ -202,6 +235,19 @@ def write_tables(output: Path, runs: List[Run], ablations: List[str], baselines:
         print(f"cross_validate: wrote {output / name}.md, .csv and .json ({table['tests']} tests)", flush=True)
 
 
+def write_ensemble_table(output: Path, runs: List[Run], ensembles: List[EnsembleRun]) -> None:
+    rows, alpha = [], None
+    for ensemble in ensembles:
+        metrics = ensemble.metrics()
+        alpha = metrics.get("alpha")
+        predictions = json.loads((ensemble.dir / "vfa_predictions.json").read_text())
+        spread = [k["epistemic_px"] for r in predictions if r["prediction"] for k in r["prediction"]["keypoints"].values()]
+        rows.append(ensemble_rows(ensemble.variant, [f.metrics() for f in ensemble.folds], metrics, spread))
+    write_atomic(output / "ensemble.md", ensemble_markdown(rows, alpha).encode())
+    write_atomic(output / "ensemble.json", json.dumps(rows, indent=1, allow_nan=False).encode())
+    print(f"cross_validate: wrote {output / 'ensemble'}.md and .json", flush=True)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", required=True, help="the full model's LazyConfig")
@@ -211,6 +257,8 @@ def main(argv=None) -> int:
     parser.add_argument("--output", type=Path, required=True, help="the folder for the folds' outputs and the tables")
     parser.add_argument("--resume", action="store_true", help="keep finished folds, finish interrupted ones")
     parser.add_argument("--eval-only", action="store_true", help="only rebuild the tables from the fold outputs")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="also evaluate each variant's fold models as one ensemble (ensemble.md)")
     parser.add_argument("--score", default=HEADLINE_SCORE, choices=sorted(SCORES), help="the screening score of Tables 1 and 2")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY=VALUE overrides for every variant")
     args = parser.parse_args(argv)
@@ -237,6 +285,10 @@ def main(argv=None) -> int:
         runs.sort(key=lambda r: r.config == RANDOM_FOREST)
         run_folds(runs, args.resume, args.eval_only, reference)
         write_tables(args.output, runs, list(ablations), list(baselines), descriptions, args.score)
+        if args.ensemble:
+            ensembles = [EnsembleRun([r for r in runs if r.variant == v]) for v, c in configs.items() if c != RANDOM_FOREST]
+            run_folds(ensembles, args.resume, args.eval_only, {})
+            write_ensemble_table(args.output, runs, ensembles)
         write_atomic(args.output / "cross_validation.json", json.dumps(
             {"config": args.config_file, "prefix": prefix, "folds": args.folds, "variants": configs, "same_as_full": same, "opts": args.opts},
             indent=1).encode())

@@ -207,3 +207,47 @@ def table_files(table: Dict, descriptions: Optional[Dict[str, str]] = None) -> D
         f"{name}.csv": table_csv(table).encode(),
         f"{name}.json": json.dumps(data, indent=1, allow_nan=False).encode(),
     }
+
+
+# What the ensemble table compares: (title, path in vfa_metrics.json).
+ENSEMBLE_QUANTITIES = (
+    ("AUC n+m vs m+s", ("screening", "vertebra", "grade", "normal_mild_vs_moderate_severe", "auc")),
+    ("AUC normal vs fracture", ("screening", "vertebra", "grade", "normal_vs_fracture", "auc")),
+    ("keypoint error (px)", ("keypoint_error", "mean_px")),
+    ("eps coverage", ("eps_coverage", "coverage")),
+    ("mean eps (px)", ("eps_coverage", "mean_eps_px")),
+)
+
+
+def _at(metrics: Dict, path: Sequence[str]) -> Optional[float]:
+    for key in path:
+        if not isinstance(metrics, dict) or key not in metrics:
+            return None
+        metrics = metrics[key]
+    return metrics
+
+
+def ensemble_rows(variant: str, fold_metrics: Sequence[Dict], ensemble_metrics: Dict, epistemic_px: Sequence[float]) -> Dict:
+    """One model (each fold's, mean ± std) against the ensemble of the fold models, for one variant."""
+    row = {"variant": variant, "models": len(fold_metrics)}
+    for title, path in ENSEMBLE_QUANTITIES:
+        row[title] = {"folds": _summary([_at(m, path) for m in fold_metrics]), "ensemble": _at(ensemble_metrics, path)}
+    row["mean spread between models (px)"] = float(np.mean(epistemic_px)) if len(epistemic_px) else None
+    return row
+
+
+def ensemble_markdown(rows: Sequence[Dict], alpha: float) -> str:
+    titles = [t for t, _ in ENSEMBLE_QUANTITIES]
+    head = ["variant", "model"] + titles + ["mean spread between models (px)"]
+    lines = ["## One fold model against the ensemble of the fold models", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        single = [_cell(dict(row[t]["folds"], significant=False)) for t in titles]
+        lines.append("| " + " | ".join([row["variant"], "one fold model"] + single + ["-"]) + " |")
+        joint = ["n/a" if row[t]["ensemble"] is None else f"{row[t]['ensemble']:.3f}" for t in titles]
+        spread = row["mean spread between models (px)"]
+        lines.append("| " + " | ".join([row["variant"], f"ensemble of {row['models']}"] + joint + ["n/a" if spread is None else f"{spread:.2f}"]) + " |")
+    lines += ["", f"On the test split; eps is each keypoint's RLE interval at alpha {alpha} (for the ensemble, the "
+              "mean of its models': aleatoric); the spread is the root-mean-square distance of the models' keypoints "
+              "from their mean (epistemic). One fold model: mean ± std over the folds."]
+    return "\n".join(lines) + "\n"
