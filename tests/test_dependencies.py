@@ -65,3 +65,22 @@ def test_install_rejects_an_unknown_option():
     out = subprocess.run(["bash", str(ROOT / "tools" / "install.sh"), "--fast"], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 2 and "unknown option '--fast'" in out.stderr
+
+
+def test_detrex_projects_import_without_the_checkout_on_the_path():
+    """Only projects/ becomes importable: the checkout's empty detectron2/ folder must not shadow
+    detectron2 in a process started from this one (train_net's workers, a subprocess)."""
+    if missing_detectron2():
+        pytest.skip("needs detrex's checkout")
+    code = (
+        "import sys\n"
+        "from xvfa_ext.dependencies import add_detrex_projects_to_path\n"
+        "root = add_detrex_projects_to_path()\n"
+        "import projects.dino.modeling\n"
+        "assert str(root) not in sys.path, 'the checkout is on sys.path'\n"
+        "assert add_detrex_projects_to_path() == root\n"
+        "print(projects.dino.modeling.__file__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert str(detrex_projects_root() / "projects" / "dino" / "modeling") in out.stdout

@@ -139,8 +139,6 @@ def main(args):
     try:
         register_from_config(cfg)
         if args.eval_only:
-            # Imported here, not at the top: xvfa_ext.modeling puts detrex's checkout on sys.path, whose
-            # empty detectron2/ folder would shadow detectron2 in the processes that launch() spawns.
             from xvfa_ext.modeling import XVFACheckpointer, XVFAEnsemble
 
             # Built and loaded before anything is written: a wrong weights file is one line, exit 2.

@@ -5,6 +5,7 @@ looked for next to the installed detrex source (``tools/install.sh`` installs de
 checkout is there), or under ``DETREX_HOME``, which overrides.
 """
 
+import importlib.machinery
 import importlib.util
 import os
 import sys
@@ -52,16 +53,26 @@ def require_detectron2(program: Optional[str] = None) -> None:
 
 
 def add_detrex_projects_to_path() -> Path:
-    """Make ``projects.dino`` importable from the detrex checkout; its folder, or ImportError naming the fix."""
+    """Make ``projects.dino`` importable from the detrex checkout; its folder, or ImportError naming the fix.
+
+    Only the checkout's ``projects/`` folder becomes the package ``projects``: the checkout itself
+    stays off ``sys.path``, since its (often empty) ``detectron2/`` submodule folder would stand in
+    for detectron2 in any process started from this one.
+    """
     root = detrex_projects_root()
     if root is None:
         raise ImportError(
             "detrex's DINO (projects/dino in the detrex repository) was not found next to the installed detrex "
             f"or under DETREX_HOME; install detrex from its checkout ({INSTALL_COMMAND}) or set DETREX_HOME"
         )
-    if str(root) not in sys.path:
-        # The checkout holds an (often empty) detectron2/ submodule folder: detectron2 is imported
-        # first, so that this folder cannot stand in for it as a namespace package.
-        importlib.import_module("detectron2")
-        sys.path.append(str(root))
+    folder = str(root / "projects")
+    package = sys.modules.get("projects")
+    if package is None:
+        spec = importlib.machinery.ModuleSpec("projects", None, is_package=True)
+        spec.submodule_search_locations = [folder]
+        sys.modules["projects"] = importlib.util.module_from_spec(spec)
+    elif folder not in list(getattr(package, "__path__", [])):
+        if not hasattr(package, "__path__"):
+            raise ImportError(f"a module named 'projects' ({package!r}) hides detrex's projects/ folder {folder}")
+        package.__path__.append(folder)
     return root
