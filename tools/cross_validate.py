@@ -158,7 +158,7 @@ class Run:
         if self.config == RANDOM_FOREST:
             from baseline_rf import write_baseline_metrics
 
-            write_baseline_metrics(f"{self.test[: -len('_test')]}_fold{self.fold}_train", reference.dir, self.dir)
+            write_baseline_metrics(f"{self.prefix}_fold{self.fold}_train", reference.dir, self.dir)
             return "random forest fitted and scored"
         if resume and self.trained():
             self._train_net(["--eval-only", f"train.init_checkpoint={self.dir / 'model_final.pth'}"])
