@@ -227,6 +227,11 @@ def test_resume_keeps_finished_folds_and_eval_only_rebuilds_the_tables(cv):
     folds = [json.loads((out / "full" / f"fold{k}" / "vfa_metrics.json").read_text()) for k in range(2)]
     assert rows["full"]["eps coverage"]["folds"]["folds"] == [f["eps_coverage"]["coverage"] for f in folds]
     assert "ensemble of 2" in (out / "ensemble.md").read_text()
+    one = json.loads((out / "full" / "fold0" / "vfa_predictions.json").read_text())
+    both = json.loads((out / "full" / "ensemble" / "vfa_predictions.json").read_text())
+    assert all("epistemic_px" not in r["prediction"]["keypoints"]["upper_posterior"] for r in one if r["prediction"])
+    spread = [k["epistemic_px"] for r in both if r["prediction"] for k in r["prediction"]["keypoints"].values()]
+    assert spread and min(spread) >= 0 and rows["full"]["mean spread between models (px)"] == pytest.approx(np.mean(spread))
 
 
 @requires_detectron2

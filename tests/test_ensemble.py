@@ -1,12 +1,11 @@
 """Ensembles of several models: the mean, the spread between models (epistemic) beside the mean RLE
-interval (aleatoric), in the records, tools/predict.py --weights A B and train_net --eval-only --weights."""
+interval (aleatoric), in the records and tools/predict.py --weights A B."""
 
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -88,9 +87,6 @@ def test_the_ensemble_averages_and_measures_the_spread_between_models():
 
 
 # Two smoke models with different random weights: their keypoints differ, so the spread is not zero.
-GT_BOXES = ["model.detector=null", "model.train_detector=False", "dataloader.test.mapper.keep_annotations=True"]
-
-
 @pytest.fixture(scope="module")
 def two_models(tmp_path_factory):
     from detectron2.config import LazyConfig, instantiate
@@ -135,19 +131,8 @@ def test_predict_with_two_weights_reports_both_spreads_and_draws_them(two_models
 
 
 @requires_detectron2
-def test_eval_only_evaluates_an_ensemble(two_models):
-    tmp, paths = two_models
-    single, ensemble = tmp / "eval_single", tmp / "eval_ensemble"
-    for out, weights in ((single, paths[:1]), (ensemble, paths)):
-        # the overrides after the weights: argparse hands them to --weights, and they are put back
-        result = _run(ROOT / "tools" / "train_net.py", "--config-file", SMOKE, "--eval-only", "--weights", *weights,
-                      f"train.output_dir={out}", *GT_BOXES)
-        assert result.returncode == 0, result.stderr[-3000:]
-    one = json.loads((single / "vfa_predictions.json").read_text())
-    both = json.loads((ensemble / "vfa_predictions.json").read_text())
-    assert all(r["prediction"] is not None for r in both)
-    assert all("epistemic_px" not in r["prediction"]["keypoints"]["upper_posterior"] for r in one)
-    spread = np.array([k["epistemic_px"] for r in both for k in r["prediction"]["keypoints"].values()])
-    assert spread.max() > 0
+def test_weights_are_for_eval_only(two_models):
+    """train_net --eval-only --weights A B is run by tests/test_cross_validation.py (--ensemble)."""
+    _, paths = two_models
     bad = _run(ROOT / "tools" / "train_net.py", "--config-file", SMOKE, "--weights", paths[0])
     assert bad.returncode != 0 and "--weights is for --eval-only" in bad.stderr
