@@ -14,9 +14,9 @@ from .xvfa_dino_r50 import dataloader, dataset, model, optimizer, train
 model.train_fine = False
 # The detector's own boxes are what this stage is measured by (its fine stage is untrained).
 model.keypoint_box_padding = None
-# From random initialisation: four times detrex's rate for the whole detector, the backbone included
-# (its 0.1 factor suits pretrained weights).
-optimizer.params.detector_lr = 4e-4
+# From random initialisation: twice detrex's rate for the whole detector, the backbone included (its
+# 0.1 factor suits pretrained weights).
+optimizer.params.detector_lr = 2e-4
 optimizer.params.backbone_lr_factor = 1.0
 lr_multiplier = L(WarmupParamScheduler)(
     scheduler=L(CosineParamScheduler)(start_value=1.0, end_value=0.01),
