@@ -88,7 +88,7 @@ def _resolved(config_file: str, opts: List[str]) -> str:
     """The config as text, but for its output folder: two files that give the same text train the same model."""
     cfg = LazyConfig.apply_overrides(LazyConfig.load(config_file), opts)
     cfg.train.output_dir = ""
-    return repr(OmegaConf.to_container(cfg, resolve=False))
+    return json.dumps(OmegaConf.to_container(cfg, resolve=False), sort_keys=True, default=repr)
 
 
 def fold_prefix(config_file: str, opts: List[str], folds: int) -> str:
