@@ -15,7 +15,11 @@ fold writes is under ``DIR/<variant>/fold{k}/``; its console output goes to ``tr
   (``--config-file``, named ``full``). By default the paper's four, ``configs/ablations/*``; one whose
   config is the full model's is not trained twice.
 - ``--baselines NAME=CONFIG``: the methods of Table 2. ``NAME=random_forest`` is the random forest of
-  Cheng et al. on the full model's predicted keypoints (``tools/baseline_rf.py``).
+  Cheng et al. on the full model's predicted keypoints (``tools/baseline_rf.py``); the paper's others
+  are configs: ``configs/baselines/dino_grade.py`` (DINO detecting grades),
+  ``configs/baselines/image_cnn.py`` (an image-level CNN, patient level only) and the image CNN of
+  Dong et al., which is the ``lambda_kps=0`` ablation ``configs/ablations/xvfa_fine_image.py``.
+  Every variant and baseline trains on the full model's training set's folds.
 - ``--resume`` keeps every fold whose ``model_final.pth`` and ``vfa_metrics.json`` exist, evaluates a
   trained fold that has no metrics, and resumes an interrupted training from its last checkpoint.
 - ``--eval-only`` builds the tables from the fold outputs there are; a missing fold is an error.
@@ -119,6 +123,8 @@ class Run:
         self.dir = folder or output / variant / f"fold{fold}"
         self.test = f"{prefix}_test"
         self.opts = opts + [
+            # Every variant and baseline on the same data: the full model's training set's fold k.
+            f"dataloader.train.dataset.names={prefix}_train",
             f"dataset.fold={fold}",
             "dataset.eval_split=test",
             f"dataloader.test.dataset.names={self.test}",
@@ -219,12 +225,18 @@ def run_folds(runs: List[Run], resume: bool, eval_only: bool, reference: Dict[in
         )
 
 
-def write_tables(output: Path, runs: List[Run], ablations: List[str], baselines: List[str], descriptions: Dict[str, str], score: str) -> None:
+def _dong(ablations: Dict[str, str]) -> List[str]:
+    """The ablations that are the image CNN of Dong et al. (``lambda_kps=0``, ``ABLATIONS["image"]``)."""
+    return [name for name, config in ablations.items() if Path(config).resolve() == (ROOT / ABLATIONS["image"]).resolve()]
+
+
+def write_tables(output: Path, runs: List[Run], ablations: Dict[str, str], baselines: List[str], descriptions: Dict[str, str], score: str) -> None:
     by_variant: Dict[str, List[Dict]] = {}
     for run in runs:
         by_variant.setdefault(run.variant, []).append(run.metrics())
-    # Tables 1 and 5 compare the ablations with the full model, Table 2 the other methods.
-    members = {"table1_grade": ablations, "table5_morphology": ablations, "table2_sota": baselines}
+    # Tables 1 and 5 compare the ablations with the full model, Table 2 the other methods, among them
+    # the image CNN of Dong et al., which is the lambda_kps=0 ablation.
+    members = {"table1_grade": list(ablations), "table5_morphology": list(ablations), "table2_sota": [*_dong(ablations), *baselines]}
     for name in TABLES:
         variants = [REFERENCE] + members[name]
         # Morphology is scored by its probabilities under keypoint sampling (the headline) only.
@@ -284,9 +296,12 @@ def main(argv=None) -> int:
         # The random forest scores the full model's keypoints: it runs after them.
         runs.sort(key=lambda r: r.config == RANDOM_FOREST)
         run_folds(runs, args.resume, args.eval_only, reference)
-        write_tables(args.output, runs, list(ablations), list(baselines), descriptions, args.score)
+        for name in _dong(ablations):
+            descriptions[name] += " (lambda_kps=0: the image CNN of Dong et al. in Table 2)"
+        write_tables(args.output, runs, ablations, list(baselines), descriptions, args.score)
         if args.ensemble:
-            ensembles = [EnsembleRun([r for r in runs if r.variant == v]) for v, c in configs.items() if c != RANDOM_FOREST]
+            # XVFA models: the full model and its ablations (the baselines have no keypoints to combine).
+            ensembles = [EnsembleRun([r for r in runs if r.variant == v]) for v in [REFERENCE, *ablations]]
             run_folds(ensembles, args.resume, args.eval_only, {})
             write_ensemble_table(args.output, runs, ensembles)
         write_atomic(args.output / "cross_validation.json", json.dumps(

@@ -65,17 +65,24 @@ def read_fold_metrics(path: Path, dataset: Optional[str] = None) -> Dict:
 def task_results(metrics: Dict, group: str, task: str, level: str, score: str = HEADLINE_SCORE) -> Dict:
     """One task's ``{auc, f1, sensitivity, specificity, ...}`` in a metrics file, for one score.
 
-    Morphology is reported for the headline score only; a level or score the file lacks is an error.
+    Morphology is reported for the headline score only. A method with one score of its own (a
+    detector of grades, an image classifier: its file's ``scores.headline`` is not one of
+    :data:`~xvfa_ext.metrics.SCORES`) is read by that score whatever ``score`` is. A level the file
+    says it does not report (its ``levels``: an image classifier has no vertebra level) gives ``{}``,
+    an empty cell; any other level or score the file lacks is an error.
     """
     if score not in SCORES:
         raise ValueError(f"unknown score {score!r}: one of {sorted(SCORES)}")
     screening = metrics["screening"]
     if group == "morphology" and score != HEADLINE_SCORE:
         raise ValueError(f"morphology is reported for the {HEADLINE_SCORE} score only, not {score!r}")
+    if "levels" in metrics and level not in metrics["levels"]:
+        return {}
+    own_score = metrics.get("scores", {}).get("headline", HEADLINE_SCORE) not in SCORES
     try:
         if group == "morphology":
             return screening[level]["morphology"][task]
-        if score == HEADLINE_SCORE:
+        if score == HEADLINE_SCORE or own_score:
             return screening[level]["grade"][task]
         return screening["scores"][score][level][task]
     except KeyError as exc:
@@ -176,7 +183,9 @@ def table_markdown(table: Dict, descriptions: Optional[Dict[str, str]] = None) -
         f"Mean ± standard deviation over {table['folds']} folds, each fold's model on the same test split; "
         f"score: {table['score']} ({SCORES[table['score']]}). F1, sensitivity and specificity at the Youden point. "
         f"(*) a significant difference from `{table['reference']}` by a paired t-test over the folds, "
-        f"Bonferroni-corrected for the table's {table['tests']} tests at alpha {table['alpha']}.",
+        f"Bonferroni-corrected for the table's {table['tests']} tests at alpha {table['alpha']}. "
+        "A method with one score of its own (a detector of grades: its boxes' grade probabilities; an image "
+        "classifier: its image's) is scored by it; n/a: a level the method does not report.",
     ]
     if descriptions:
         lines += [""] + [f"- `{name}`: {text}" for name, text in descriptions.items()]

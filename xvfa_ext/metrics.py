@@ -32,6 +32,10 @@ SCORES = {
     "reduction": "crisp height reduction d of the mean keypoints",
 }
 HEADLINE_SCORE = "sampled_mean"
+# A detector of grades has no keypoints: its one score is the grade probabilities of its boxes.
+BOX_SCORES = {"box": "grade probabilities of the box, from a detector of grades (no keypoints)"}
+# An image-level classifier's one score: its probabilities of the image's worst grade.
+IMAGE_SCORES = {"image": "probabilities of the image's worst grade, from an image-level classifier"}
 
 
 def _finite(name: str, values: np.ndarray) -> np.ndarray:
@@ -109,29 +113,32 @@ def screening_metrics(
     grade_true: Sequence[int],
     grade_probs: np.ndarray,
     morphology_true: Sequence[int],
-    morphology_probs: np.ndarray,
+    morphology_probs: Optional[np.ndarray],
     patient_ids: Optional[Sequence[str]] = None,
     other_scores: Optional[Dict[str, Dict[str, np.ndarray]]] = None,
 ) -> Dict:
     """Vertebra-level (and with ``patient_ids`` patient-level) screening results.
 
     ``grade_probs`` (N, 4) and ``morphology_probs`` (N, 3) give the main block, with confusion
-    matrices. ``other_scores`` maps a score's name to its per-task scores (N,) for the same
-    vertebrae (:func:`grade_scores`, :func:`reduction_scores`); each gets the grade tasks of
+    matrices; a model that does not predict morphology passes ``morphology_probs=None`` and its
+    results have no morphology. ``other_scores`` maps a score's name to its per-task scores (N,) for
+    the same vertebrae (:func:`grade_scores`, :func:`reduction_scores`); each gets the grade tasks of
     :func:`grade_screening` under ``"scores"``. Vertebrae whose grade or morphology is -1 (invalid
     or unlabelled) are left out and counted.
     """
     grade_true = np.asarray(grade_true, dtype=int)
     morphology_true = np.asarray(morphology_true, dtype=int)
     grade_probs = _finite("grade probabilities", np.asarray(grade_probs, dtype=float).reshape(-1, len(GRADES)))
-    morphology_probs = _finite(
-        "morphology probabilities", np.asarray(morphology_probs, dtype=float).reshape(-1, len(MORPHOLOGIES))
-    )
-    if not len(grade_true) == len(grade_probs) == len(morphology_true) == len(morphology_probs):
+    if morphology_probs is not None:
+        morphology_probs = _finite(
+            "morphology probabilities", np.asarray(morphology_probs, dtype=float).reshape(-1, len(MORPHOLOGIES))
+        )
+        if len(morphology_probs) != len(morphology_true):
+            raise ValueError("labels and probabilities must describe the same vertebrae")
+    if not len(grade_true) == len(grade_probs) == len(morphology_true):
         raise ValueError("labels and probabilities must describe the same vertebrae")
     keep = (grade_true != INVALID) & (morphology_true != INVALID)
     g, gp = grade_true[keep], grade_probs[keep]
-    m, mp = morphology_true[keep], morphology_probs[keep]
 
     patients = np.asarray(patient_ids)[keep] if patient_ids is not None else None
     headline = grade_screening(g, grade_scores(gp), patients)
@@ -139,10 +146,12 @@ def screening_metrics(
         "count": int(keep.sum()),
         "left_out": int((~keep).sum()),
         "grade": headline["vertebra"],
-        "morphology": {name: binary_screening(m == c, mp[:, c]) for c, name in enumerate(MORPHOLOGIES)},
         "confusion_grade": _confusion(g, gp.argmax(1), GRADES),
-        "confusion_morphology": _confusion(m, mp.argmax(1), MORPHOLOGIES),
     }
+    if morphology_probs is not None:
+        m, mp = morphology_true[keep], morphology_probs[keep]
+        vertebra["morphology"] = {name: binary_screening(m == c, mp[:, c]) for c, name in enumerate(MORPHOLOGIES)}
+        vertebra["confusion_morphology"] = _confusion(m, mp.argmax(1), MORPHOLOGIES)
     out = {"vertebra": vertebra}
     if patients is not None:
         rows = _patient_rows(patients)

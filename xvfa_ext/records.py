@@ -14,7 +14,7 @@ import torch
 
 from .gsq import DEFAULT_THRESHOLDS, GRADES, INVALID, MORPHOLOGIES, assess, morphometry, shape_word
 from .layout import KEYPOINT_NAMES
-from .metrics import GRADE_TASKS, SCORES, grade_scores, reduction_scores
+from .metrics import BOX_SCORES, GRADE_TASKS, SCORES, grade_scores, reduction_scores
 from .uncertainty import COVERAGE_LEVELS
 
 HEIGHT_NAMES = (("anterior", "ha"), ("middle", "hm"), ("posterior", "hp"))
@@ -111,6 +111,8 @@ def vertebra_records(
 
     boxes = instances.get("pred_boxes").tensor.detach().cpu().double().numpy()
     scores = field("scores")
+    if optional("pred_keypoints") is None:
+        return _box_records(boxes, scores, field("grade_probs"), levels, level_certain)
     keypoints = field("pred_keypoints")[..., :2]
     eps, eps_levels, scale = field("pred_keypoint_eps"), field("pred_keypoint_eps_levels"), field("pred_keypoint_scale")
     probs = {
@@ -166,6 +168,33 @@ def vertebra_records(
     return records
 
 
+def _box_records(boxes, scores, grade_probs, levels, level_certain) -> List[Dict]:
+    """Records of a detector of grades (no keypoints, no morphology): ``keypoints`` is None, and the
+    grade probabilities and screening scores are of the one kind :data:`~xvfa_ext.metrics.BOX_SCORES`."""
+    (kind,) = BOX_SCORES
+    per_task = grade_scores(grade_probs)
+    return [
+        {
+            "index": i,
+            "level": levels[i] if levels is not None else None,
+            "level_certain": bool(levels is not None and levels[i] is not None and level_certain is not None and level_certain[i]),
+            "box": boxes[i].tolist(),
+            "score": float(scores[i]),
+            "keypoints": None,
+            "grade": GRADES[int(np.argmax(grade_probs[i]))],
+            "grade_probabilities": {kind: dict(zip(GRADES, grade_probs[i].tolist()))},
+            "screening_scores": {task: {kind: float(per_task[task][i])} for task in GRADE_TASKS},
+        }
+        for i in range(len(boxes))
+    ]
+
+
+def record_scores(record: Dict) -> Dict[str, str]:
+    """The screening scores a record gives, headline first: :data:`~xvfa_ext.metrics.SCORES`, or
+    :data:`~xvfa_ext.metrics.BOX_SCORES` for a detector of grades."""
+    return SCORES if record["keypoints"] is not None else BOX_SCORES
+
+
 def keypoint_array(record: Dict, key: Optional[str] = None) -> np.ndarray:
     """A record's keypoints ``(6, 2)``, or with ``key`` their ``eps_px`` ``(6,)`` or ``scale_px`` ``(6, 2)``."""
     points = [record["keypoints"][name] for name in KEYPOINT_NAMES]
@@ -180,8 +209,9 @@ def probability_array(record: Dict, task: str, kind: str = "combined") -> np.nda
     return np.array([values[name] for name in _CLASSES[task]])
 
 
-def screening_score_arrays(records: Sequence[Optional[Dict]]) -> Dict[str, Dict[str, np.ndarray]]:
-    """Per score of :data:`~xvfa_ext.metrics.SCORES`, per task, the records' screening scores ``(N,)``.
+def screening_score_arrays(records: Sequence[Optional[Dict]], scores: Sequence[str] = tuple(SCORES)) -> Dict[str, Dict[str, np.ndarray]]:
+    """Per score of ``scores`` (:data:`~xvfa_ext.metrics.SCORES` by default), per task, the records'
+    screening scores ``(N,)``.
 
     A ``None`` stands for a vertebra no prediction was matched to: it scores as certain normal, zero.
     """
@@ -190,5 +220,5 @@ def screening_score_arrays(records: Sequence[Optional[Dict]]) -> Dict[str, Dict[
             task: np.array([r["screening_scores"][task][name] if r is not None else 0.0 for r in records], dtype=float)
             for task in GRADE_TASKS
         }
-        for name in SCORES
+        for name in scores
     }

@@ -18,7 +18,6 @@ from torchvision.ops import box_iou
 from ..files import write_atomic
 from ..gsq import GRADES, MORPHOLOGIES, morphometry
 from ..metrics import (
-    HEADLINE_SCORE,
     SCORES,
     grade_screening,
     interval_coverage,
@@ -28,7 +27,7 @@ from ..metrics import (
     relative_keypoint_error,
     screening_metrics,
 )
-from ..records import keypoint_array, probability_array, screening_score_arrays, vertebra_records
+from ..records import keypoint_array, probability_array, record_scores, screening_score_arrays, vertebra_records
 from ..uncertainty import COVERAGE_LEVELS
 
 logger = logging.getLogger(__name__)
@@ -45,8 +44,10 @@ class VFAEvaluator(DatasetEvaluator):
     The screening tasks are scored three ways (:data:`~xvfa_ext.metrics.SCORES`); the headline, the
     sampled mean of eq. 7, keeps the plain metric names, the others add their score's name. The
     ``ceiling`` is the same tasks scored by the height reduction of the annotated keypoints: what
-    the labels allow keypoints to reach. Writes ``vfa_metrics.json`` and ``vfa_predictions.json``
-    into ``output_dir``.
+    the labels allow keypoints to reach. A detector of grades (:class:`~xvfa_ext.modeling.DINOGrade`)
+    has no keypoints: its one score is its boxes' grade probabilities
+    (:data:`~xvfa_ext.metrics.BOX_SCORES`), and its report has no morphology, keypoint error or
+    coverage. Writes ``vfa_metrics.json`` and ``vfa_predictions.json`` into ``output_dir``.
     """
 
     def __init__(self, dataset_name: str, output_dir: Optional[str] = None, iou_threshold: float = 0.5, alpha: float = 0.9):
@@ -133,20 +134,25 @@ class VFAEvaluator(DatasetEvaluator):
                 **_box_placement(rows),
             },
         }
+        predicted = [r["prediction"] for r in rows if r["prediction"] is not None]
+        # A detector of grades (no keypoints) has its one score; XVFA has the three of SCORES.
+        scores = record_scores(predicted[0]) if predicted else SCORES
+        headline = next(iter(scores))
+        with_keypoints = scores is SCORES
         if scored:
             grades = [r["grade"] for r in scored]
             patients = [r["patient_id"] for r in scored]
-            report["scores"] = dict(SCORES, headline=HEADLINE_SCORE)
+            report["scores"] = dict(scores, headline=headline)
             report["screening"] = screening_metrics(
                 grades,
-                np.array([_probabilities(r, "grade") for r in scored]),
+                np.array([_probabilities(r, "grade", headline) for r in scored]),
                 [r["morphology"] for r in scored],
-                np.array([_probabilities(r, "morphology") for r in scored]),
+                np.array([_probabilities(r, "morphology", headline) for r in scored]) if with_keypoints else None,
                 patients,
                 other_scores={
                     name: values
-                    for name, values in screening_score_arrays([r["prediction"] for r in scored]).items()
-                    if name != HEADLINE_SCORE
+                    for name, values in screening_score_arrays([r["prediction"] for r in scored], scores).items()
+                    if name != headline
                 },
             )
             annotated = _annotated_reduction(scored)
@@ -158,7 +164,7 @@ class VFAEvaluator(DatasetEvaluator):
                 score="crisp height reduction d of the annotated keypoints",
                 count=int(read.sum()),
             )
-        if matched:
+        if matched and with_keypoints:
             predictions = [r["prediction"] for r in matched]
             pred = np.array([keypoint_array(p) for p in predictions])
             true = np.array([r["keypoints"] for r in matched])
@@ -201,11 +207,11 @@ def _box_placement(rows: List[Dict]) -> Dict:
 _CERTAIN_NORMAL = {"grade": np.eye(len(GRADES))[0], "morphology": np.eye(len(MORPHOLOGIES))[0]}
 
 
-def _probabilities(row: Dict, task: str) -> np.ndarray:
-    """The headline probabilities of a ground-truth row: its prediction's sampled mean, or certain normal if missed."""
+def _probabilities(row: Dict, task: str, kind: str) -> np.ndarray:
+    """The probabilities of ``kind`` (the headline score's) of a ground-truth row's prediction, or certain normal if missed."""
     if row["prediction"] is None:
         return _CERTAIN_NORMAL[task]
-    return probability_array(row["prediction"], task, HEADLINE_SCORE)
+    return probability_array(row["prediction"], task, kind)
 
 
 def _annotated_reduction(rows: List[Dict]) -> Dict[str, np.ndarray]:

@@ -1,5 +1,6 @@
-"""detectron2/detrex modeling layer: device-safe DINO, the vertebra ROI head and the XVFA model."""
+"""detectron2/detrex modeling layer: device-safe DINO, the vertebra ROI head, the XVFA model and Table 2's baselines."""
 
+from .baselines import DINOGrade, GradeDINO, ImageGradeCNN
 from .checkpointer import XVFACheckpointer
 from .dino import DINO, DINOCriterion, DINOTransformer, DINOTransformerDecoder, DINOTransformerEncoder, cuda_calls_on
 from .meta_arch import XVFA, XVFAEnsemble
@@ -8,9 +9,12 @@ from .roi_head import VertebraROIHead
 __all__ = [
     "DINO",
     "DINOCriterion",
+    "DINOGrade",
     "DINOTransformer",
     "DINOTransformerDecoder",
     "DINOTransformerEncoder",
+    "GradeDINO",
+    "ImageGradeCNN",
     "VertebraROIHead",
     "XVFA",
     "XVFACheckpointer",

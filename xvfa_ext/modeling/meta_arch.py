@@ -103,10 +103,7 @@ class XVFA(nn.Module):
             return boxes, [torch.ones(len(b), device=self.device) for b in boxes]
         boxes, scores = [], []
         for x, detections, size in zip(batched_inputs, self.detector(batched_inputs), image_sizes):
-            inst = detections["instances"]
-            inst = inst[inst.scores >= self.score_threshold]
-            # nms keeps the better box of two that overlap: one vertebra found twice.
-            inst = inst[nms(inst.pred_boxes.tensor, inst.scores, self.nms_threshold)[: self.max_vertebrae]]
+            inst = select_detections(detections["instances"], self.score_threshold, self.nms_threshold, self.max_vertebrae)
             # DINO answers in the original image's pixels.
             h, w = _original_size(x)
             boxes.append(inst.pred_boxes.tensor * _box_factor((size[1] / w, size[0] / h), self.device))
@@ -154,6 +151,13 @@ class XVFAEnsemble(nn.Module):
         boxes, scores = lead._boxes(batched_inputs, images.image_sizes)
         per_model = [model.roi_head(images, boxes, scores) for model in self.models]
         return lead._outputs(batched_inputs, [ensemble_instances(list(r)) for r in zip(*per_model)])
+
+
+def select_detections(instances: Instances, score_threshold: float, nms_threshold: float, max_count: int) -> Instances:
+    """The detections scoring at least ``score_threshold``, best first, none overlapping a better one
+    by more than ``nms_threshold`` IoU (one vertebra found twice is kept once), at most ``max_count``."""
+    instances = instances[instances.scores >= score_threshold]
+    return instances[nms(instances.pred_boxes.tensor, instances.scores, nms_threshold)[:max_count]]
 
 
 def _original_size(x: Dict):
