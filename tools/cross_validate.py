@@ -55,7 +55,7 @@ from xvfa_ext.cross_validation import (  # noqa: E402
     read_fold_metrics,
     table_files,
 )
-from xvfa_ext.data import DatasetError, register_from_config  # noqa: E402
+from xvfa_ext.data import DatasetError, register_from_config, training_prefix  # noqa: E402
 from xvfa_ext.files import write_atomic  # noqa: E402
 from xvfa_ext.metrics import HEADLINE_SCORE, SCORES  # noqa: E402
 
@@ -99,10 +99,10 @@ def fold_prefix(config_file: str, opts: List[str], folds: int) -> str:
     """The dataset prefix whose ``_fold{k}_train`` and ``_test`` sets the folds train and test on."""
     cfg = LazyConfig.apply_overrides(LazyConfig.load(config_file), opts)
     register_from_config(cfg)
-    train = cfg.dataloader.train.dataset.names
-    if not isinstance(train, str) or not train.endswith("_train"):
-        raise CrossValidationError(f"{config_file}: the training set must be one dataset named <prefix>_train, got {train!r}")
-    prefix = train[: -len("_train")]
+    try:
+        prefix = training_prefix(cfg)
+    except DatasetError as exc:
+        raise CrossValidationError(f"{config_file}: {exc}") from None
     registered = set(DatasetCatalog.list())
     missing = [f"{prefix}_fold{k}_train" for k in range(folds) if f"{prefix}_fold{k}_train" not in registered]
     missing += [f"{prefix}_test"] if f"{prefix}_test" not in registered else []

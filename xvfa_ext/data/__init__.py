@@ -10,6 +10,7 @@ from .datasets import (
     register_from_config,
     register_synthetic_datasets,
     register_vertebra_coco,
+    training_prefix,
 )
 from .mapper import VertebraDatasetMapper, build_augmentations
 from .transforms import RandomBlur, RandomEqualize, RandomInvert, ResizeByFactor
@@ -32,4 +33,5 @@ __all__ = [
     "register_from_config",
     "register_synthetic_datasets",
     "register_vertebra_coco",
+    "training_prefix",
 ]

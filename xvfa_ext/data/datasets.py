@@ -217,11 +217,17 @@ def register_from_config(cfg) -> None:
         _train_on_fold(cfg, int(ds.fold))
 
 
-def _train_on_fold(cfg, fold: int) -> None:
+def training_prefix(cfg) -> str:
+    """``<prefix>`` of the config's one training set ``<prefix>_train``: its folds are
+    ``<prefix>_fold{k}_train`` and its test split ``<prefix>_test``."""
     train = cfg.dataloader.train.dataset.names
     if not isinstance(train, str) or not train.endswith("_train"):
-        raise DatasetError(f"dataset.fold needs one training set named <prefix>_train, got {train!r}")
-    name = f"{train[: -len('_train')]}_fold{fold}_train"
+        raise DatasetError(f"folds need one training set named <prefix>_train, got {train!r}")
+    return train[: -len("_train")]
+
+
+def _train_on_fold(cfg, fold: int) -> None:
+    name = f"{training_prefix(cfg)}_fold{fold}_train"
     if name not in DatasetCatalog.list():
         raise DatasetError(f"dataset.fold={fold}: no dataset {name!r} is registered (set dataset.folds_json)")
     cfg.dataloader.train.dataset.names = name
