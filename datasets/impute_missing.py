@@ -29,10 +29,10 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from xvfa_ext.files import write_atomic
+from xvfa_ext.files import read_json, write_atomic
 from xvfa_ext.gsq import classify, morphometry
 from xvfa_ext.imputation import impute_spine
-from xvfa_ext.layout import level_key, order_levels
+from xvfa_ext.layout import level_key, order_levels, read_points
 from xvfa_ext.synthetic import vertebra_box
 
 
@@ -41,12 +41,7 @@ class ImputationError(ValueError):
 
 
 def read_coco(path: Path) -> Dict:
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ImputationError(f"{path}: no such file") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ImputationError(f"{path}: not readable JSON ({exc})") from None
+    data = read_json(path, ImputationError)
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(data.get("annotations"), list):
         raise ImputationError(f"{path}: not a COCO file (no 'images' and 'annotations' lists)")
     sizes = {}
@@ -74,9 +69,9 @@ def spines(data: Dict) -> Dict[int, Dict[str, np.ndarray]]:
     """Each image's read vertebrae (all six points visible, not imputed): level -> ``(6, 2)``."""
     out = {img["id"]: {} for img in data["images"]}
     for ann in data["annotations"]:
-        points = np.asarray(ann["keypoints"], dtype=float).reshape(6, 3)
-        if not ann.get("imputed", False) and (points[:, 2] > 0).all():
-            out[ann["image_id"]][str(ann["level"])] = points[:, :2]
+        points = read_points(ann)
+        if points is not None:
+            out[ann["image_id"]][str(ann["level"])] = points
     return out
 
 

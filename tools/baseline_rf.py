@@ -25,25 +25,16 @@ require_detectron2()
 from detectron2.data import DatasetCatalog  # noqa: E402
 
 from xvfa_ext.baseline import RandomForestBaseline, annotated_vertebrae, evaluate_on_rows  # noqa: E402
-from xvfa_ext.files import write_atomic  # noqa: E402
+from xvfa_ext.files import read_json, write_atomic  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _read(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such file (evaluate the model first)") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: not readable JSON ({exc})") from None
 
 
 def write_baseline_metrics(train_dataset: str, predictions: Path, output: Path, seed: int = 0) -> dict:
     """Fit on ``train_dataset``'s read vertebrae, score the predictions folder's keypoints, write ``vfa_metrics.json``."""
     predictions = Path(predictions)
-    model_metrics = _read(predictions / "vfa_metrics.json")
-    rows = _read(predictions / "vfa_predictions.json")
+    model_metrics = read_json(predictions / "vfa_metrics.json", missing=" (evaluate the model first)")
+    rows = read_json(predictions / "vfa_predictions.json", missing=" (evaluate the model first)")
     kps, grade, morphology = annotated_vertebrae(DatasetCatalog.get(train_dataset))
     if not len(kps):
         raise ValueError(f"{train_dataset}: no read vertebra with six keypoints to fit the random forest on")

@@ -6,6 +6,7 @@ import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
 from .gsq import GRADES, INVALID, MORPHOLOGIES, morphometry
+from .layout import read_points
 from .metrics import screening_metrics
 from .records import keypoint_array
 
@@ -60,10 +61,10 @@ def annotated_vertebrae(records: Sequence[Dict]) -> Tuple[np.ndarray, np.ndarray
     kps, grade, morphology = [], [], []
     for record in records:
         for ann in record["annotations"]:
-            points = np.asarray(ann["keypoints"], dtype=float).reshape(-1, 3)
-            if ann.get("imputed", False) or not (points[:, 2] > 0).all():
+            points = read_points(ann)
+            if points is None:
                 continue
-            kps.append(points[:, :2])
+            kps.append(points)
             grade.append(int(ann["grade"]))
             morphology.append(int(ann["morphology"]))
     return np.array(kps, dtype=float).reshape(-1, 6, 2), np.array(grade, dtype=int), np.array(morphology, dtype=int)

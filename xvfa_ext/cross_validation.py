@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from scipy import stats
 
+from .files import read_json
 from .gsq import MORPHOLOGIES
 from .metrics import GRADE_TASKS, HEADLINE_SCORE, SCORES
 
@@ -49,12 +50,7 @@ class FoldMetricsError(ValueError):
 def read_fold_metrics(path: Path, dataset: Optional[str] = None) -> Dict:
     """A fold's ``vfa_metrics.json``, checked to hold screening results (of ``dataset`` if given)."""
     path = Path(path)
-    try:
-        metrics = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FoldMetricsError(f"{path}: no such file (the fold has not been evaluated)") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise FoldMetricsError(f"{path}: not a readable metrics file ({exc})") from None
+    metrics = read_json(path, FoldMetricsError, missing=" (the fold has not been evaluated)")
     if not isinstance(metrics, dict) or "screening" not in metrics:
         raise FoldMetricsError(f"{path}: holds no 'screening' results (no read vertebra was evaluated)")
     if dataset is not None and metrics.get("dataset") != dataset:

@@ -94,3 +94,16 @@ def assign_levels(y_centres, image_height: float, levels, positions=None):
         if 0 <= j < m and (n <= m or t <= i < t + m):
             out[i], sure[i] = levels[j], certain
     return out, sure
+
+
+def read_points(annotation: dict):
+    """The ``(6, 2)`` points of a COCO vertebra annotation that a reader measured, or None for an
+    imputed vertebra or one without all six points visible. A wrong number of values is an error."""
+    import numpy as np
+
+    points = np.asarray(annotation["keypoints"], dtype=float).reshape(-1, 3)
+    if len(points) != NUM_KEYPOINTS:
+        raise ValueError(f"annotation {annotation.get('id')}: {3 * len(points)} keypoint values, expected {3 * NUM_KEYPOINTS}")
+    if annotation.get("imputed", False) or not (points[:, 2] > 0).all():
+        return None
+    return points[:, :2]
