@@ -93,8 +93,13 @@ class XVFA(nn.Module):
             losses.update(self.roi_head.losses(images, instances))
         return losses
 
-    def _boxes(self, batched_inputs: List[Dict], image_sizes):
-        """Per image, boxes in the pixels of the image the crops come from, and their scores."""
+    def vertebra_boxes(self, batched_inputs: List[Dict], image_sizes):
+        """Per image, the vertebrae's boxes in the pixels of the image the crops come from, and their
+        scores: the detector's, thresholded and nms'ed, or the ground truth's where there is no detector.
+
+        Returns:
+            boxes: per image a ``(N_i, 4)`` XYXY tensor; scores: per image ``(N_i,)``.
+        """
         if self.detector is None:
             boxes = [
                 x["instances"].gt_boxes.tensor.to(self.device) * _box_factor(_fine_image_factor(x, size), self.device)
@@ -112,11 +117,12 @@ class XVFA(nn.Module):
 
     def inference(self, batched_inputs: List[Dict]) -> List[Dict]:
         images = grayscale_images(batched_inputs, self.device)
-        boxes, scores = self._boxes(batched_inputs, images.image_sizes)
-        return self._outputs(batched_inputs, self.roi_head(images, boxes, scores))
+        boxes, scores = self.vertebra_boxes(batched_inputs, images.image_sizes)
+        return self.outputs(batched_inputs, self.roi_head(images, boxes, scores))
 
-    def _outputs(self, batched_inputs: List[Dict], results: List[Instances]) -> List[Dict]:
-        """The fine stage's results as outputs: boxes from keypoints where set, in the radiograph's pixels."""
+    def outputs(self, batched_inputs: List[Dict], results: List[Instances]) -> List[Dict]:
+        """The fine stage's results as outputs, ``[{"instances": Instances}]`` in the radiograph's pixels,
+        with boxes from keypoints where ``keypoint_box_padding`` is set."""
         if self.keypoint_box_padding is not None and self.detector is not None:
             for result in results:
                 refined = Boxes(boxes_around_points(result.pred_keypoints[..., :2], self.keypoint_box_padding))
@@ -148,9 +154,9 @@ class XVFAEnsemble(nn.Module):
             raise RuntimeError("XVFAEnsemble is for inference: train its models one by one")
         lead = self.models[0]
         images = grayscale_images(batched_inputs, lead.device)
-        boxes, scores = lead._boxes(batched_inputs, images.image_sizes)
+        boxes, scores = lead.vertebra_boxes(batched_inputs, images.image_sizes)
         per_model = [model.roi_head(images, boxes, scores) for model in self.models]
-        return lead._outputs(batched_inputs, [ensemble_instances(list(r)) for r in zip(*per_model)])
+        return lead.outputs(batched_inputs, [ensemble_instances(list(r)) for r in zip(*per_model)])
 
 
 def select_detections(instances: Instances, score_threshold: float, nms_threshold: float, max_count: int) -> Instances:
