@@ -137,8 +137,7 @@ def vertebra_records(
         heights = gsq[i]["heights_px"]
         record = {
             "index": i,
-            "level": levels[i] if levels is not None else None,
-            "level_certain": bool(levels is not None and levels[i] is not None and level_certain is not None and level_certain[i]),
+            **_level_fields(levels, level_certain, i),
             "box": boxes[i].tolist(),
             "score": float(scores[i]),
             "keypoints": {
@@ -168,6 +167,13 @@ def vertebra_records(
     return records
 
 
+def _level_fields(levels, level_certain, i: int) -> Dict:
+    return {
+        "level": levels[i] if levels is not None else None,
+        "level_certain": bool(levels is not None and levels[i] is not None and level_certain is not None and level_certain[i]),
+    }
+
+
 def _box_records(boxes, scores, grade_probs, levels, level_certain) -> List[Dict]:
     """Records of a detector of grades (no keypoints, no morphology): ``keypoints`` is None, and the
     grade probabilities and screening scores are of the one kind :data:`~xvfa_ext.metrics.BOX_SCORES`."""
@@ -176,8 +182,7 @@ def _box_records(boxes, scores, grade_probs, levels, level_certain) -> List[Dict
     return [
         {
             "index": i,
-            "level": levels[i] if levels is not None else None,
-            "level_certain": bool(levels is not None and levels[i] is not None and level_certain is not None and level_certain[i]),
+            **_level_fields(levels, level_certain, i),
             "box": boxes[i].tolist(),
             "score": float(scores[i]),
             "keypoints": None,

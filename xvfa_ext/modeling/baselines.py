@@ -9,7 +9,7 @@
   :class:`~xvfa_ext.evaluation.ImageGradeEvaluator` aggregates it per patient.
 """
 
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -111,7 +111,7 @@ class ImageGradeCNN(nn.Module):
     logged); inference gives ``{"image_grade_probs": (4,)}`` per image.
     """
 
-    def __init__(self, weights: str = None):
+    def __init__(self, weights: Optional[str] = None):
         super().__init__()
         self.net = inception_v3(weights=None, aux_logits=False, init_weights=True, num_classes=len(GRADES))
         if weights:
