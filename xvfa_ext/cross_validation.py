@@ -179,9 +179,13 @@ def table_markdown(table: Dict, descriptions: Optional[Dict[str, str]] = None) -
         f"Mean ± standard deviation over {table['folds']} folds, each fold's model on the same test split; "
         f"score: {table['score']} ({SCORES[table['score']]}). F1, sensitivity and specificity at the Youden point. "
         f"(*) a significant difference from `{table['reference']}` by a paired t-test over the folds, "
-        f"Bonferroni-corrected for the table's {table['tests']} tests at alpha {table['alpha']}. "
-        "A method with one score of its own (a detector of grades: its boxes' grade probabilities; an image "
-        "classifier: its image's) is scored by it; n/a: a level the method does not report.",
+        f"Bonferroni-corrected for the table's {table['tests']} tests at alpha {table['alpha']}."
+        + (
+            " A method with one score of its own (a detector of grades: its boxes' grade probabilities; an image "
+            "classifier: its image's) is scored by it; n/a: a level the method does not report."
+            if table["name"] == "table2_sota"
+            else ""
+        ),
     ]
     if descriptions:
         lines += [""] + [f"- `{name}`: {text}" for name, text in descriptions.items()]
