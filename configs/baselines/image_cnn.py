@@ -8,24 +8,17 @@ dict. It sees the detector's half-resolution input, batch 16 as in the paper, an
 
 import torch
 from detectron2.config import LazyCall as L
-from detectron2.solver import WarmupParamScheduler
 from detectron2.solver.build import get_default_optimizer_params
-from fvcore.common.param_scheduler import CosineParamScheduler
 
 from xvfa_ext.evaluation import ImageGradeEvaluator
 from xvfa_ext.modeling import ImageGradeCNN
 
 from ..xvfa_dino_r50 import dataloader, dataset, train
+from ..xvfa_dino_r50_detector import lr_multiplier  # 3% warm-up, cosine decay to 1%
 
 model = L(ImageGradeCNN)(weights=None)
 optimizer = L(torch.optim.AdamW)(
     params=L(get_default_optimizer_params)(weight_decay_norm=0.0), lr=1e-4, betas=(0.9, 0.999), weight_decay=1e-4
-)
-lr_multiplier = L(WarmupParamScheduler)(
-    scheduler=L(CosineParamScheduler)(start_value=1.0, end_value=0.01),
-    warmup_length=0.03,
-    warmup_method="linear",
-    warmup_factor=0.01,
 )
 dataloader.train.dataset.names = "xvfa_synthetic_large_train"
 dataloader.train.total_batch_size = 16
