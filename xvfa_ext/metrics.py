@@ -38,6 +38,13 @@ BOX_SCORES = {"box": "grade probabilities of the box, from a detector of grades 
 IMAGE_SCORES = {"image": "probabilities of the image's worst grade, from an image-level classifier"}
 
 
+def worst_read_grade(grades: Sequence[int], imputed: Sequence[bool]) -> int:
+    """The worst grade among an image's read (not imputed), graded vertebrae, or ``INVALID`` if none:
+    what an image-level classifier learns and is scored against."""
+    read = [int(g) for g, i in zip(grades, imputed) if not i and int(g) != INVALID]
+    return max(read) if read else INVALID
+
+
 def _finite(name: str, values: np.ndarray) -> np.ndarray:
     if not np.isfinite(values).all():
         raise ValueError(f"{name} holds NaN or infinite values")

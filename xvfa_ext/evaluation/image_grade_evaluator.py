@@ -13,7 +13,7 @@ from detectron2.utils import comm
 
 from ..files import write_atomic
 from ..gsq import GRADES, INVALID
-from ..metrics import IMAGE_SCORES, grade_scores, grade_screening
+from ..metrics import IMAGE_SCORES, grade_scores, grade_screening, worst_read_grade
 
 logger = logging.getLogger(__name__)
 
@@ -45,13 +45,14 @@ class ImageGradeEvaluator(DatasetEvaluator):
             probs = out["image_grade_probs"].detach().cpu().double().numpy()
             if probs.shape != (len(GRADES),) or not np.isfinite(probs).all():
                 raise ValueError(f"image {inp['image_id']}: image_grade_probs must be {len(GRADES)} finite values, got {probs}")
-            grades = [int(a["grade"]) for a in record["annotations"] if not a.get("imputed", False) and int(a["grade"]) != INVALID]
             self._rows.append(
                 {
                     "image_id": record["image_id"],
                     "file_name": record["file_name"],
                     "patient_id": record.get("patient_id", str(record["image_id"])),
-                    "grade": max(grades) if grades else INVALID,
+                    "grade": worst_read_grade(
+                        [a["grade"] for a in record["annotations"]], [a.get("imputed", False) for a in record["annotations"]]
+                    ),
                     "probabilities": dict(zip(GRADES, probs.tolist())),
                 }
             )

@@ -21,6 +21,7 @@ from torch import nn
 from torchvision.models import inception_v3
 
 from ..gsq import GRADES, INVALID
+from ..metrics import worst_read_grade
 from .dino import DINO
 from .meta_arch import select_detections
 
@@ -130,16 +131,13 @@ class ImageGradeCNN(nn.Module):
         logits = self._logits(batched_inputs)
         if not self.training:
             return [{"image_grade_probs": p} for p in logits.softmax(-1)]
-        targets = torch.tensor([worst_read_grade(x["instances"]) for x in batched_inputs], device=self.device)
+        targets = torch.tensor(
+            [worst_read_grade(x["instances"].gt_grade.tolist(), x["instances"].gt_imputed.tolist()) for x in batched_inputs],
+            device=self.device,
+        )
         graded = targets != INVALID
         if not graded.all():
             log_first_n(30, f"{int((~graded).sum())} image(s) without a graded, read vertebra add no loss (logged once)", n=1)
         if not graded.any():
             return {"loss_image_grade": logits.sum() * 0.0}
         return {"loss_image_grade": F.cross_entropy(logits[graded], targets[graded])}
-
-
-def worst_read_grade(instances: Instances) -> int:
-    """The worst grade of an image's read (not imputed), graded vertebrae, or ``INVALID`` if none."""
-    grades = instances.gt_grade[(instances.gt_grade != INVALID) & ~instances.gt_imputed]
-    return int(grades.max()) if len(grades) else INVALID
