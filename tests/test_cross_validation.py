@@ -14,7 +14,8 @@ import pytest
 from scipy import stats
 
 from conftest import requires_detectron2
-from xvfa_ext.cross_validation import METRICS, build_table, table_files, task_results
+from xvfa_ext.cross_validation import build_table, table_files, task_results
+from xvfa_ext.metrics import SCREENING_METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs" / "xvfa_dino_r50_smoke.py"
@@ -72,7 +73,7 @@ def test_means_stds_and_bonferroni_stars_are_those_of_scipy_on_the_fold_values()
     lines = [line for line in md.splitlines() if line.startswith("| normal")]
     assert len(lines) == len(table["rows"]) and all(line.count("|") == 8 for line in lines)
     parsed = list(csv.DictReader(io.StringIO(files["table1_grade.csv"].decode())))
-    assert len(parsed) == len(table["rows"]) * len(METRICS)
+    assert len(parsed) == len(table["rows"]) * len(SCREENING_METRICS)
     assert json.loads(files["table1_grade.json"])["variants"]["better"] == "a"
 
 
@@ -160,10 +161,10 @@ def test_tables_parse_and_their_stars_are_t_tests_on_the_fold_metrics(cv):
         md = (out / f"{name}.md").read_text()
         assert f"for the table's {table['tests']} tests at alpha 0.05" in md
         rows = list(csv.DictReader(io.StringIO((out / f"{name}.csv").read_text())))
-        assert len(rows) == len(table["rows"]) * len(METRICS)
+        assert len(rows) == len(table["rows"]) * len(SCREENING_METRICS)
         tested = 0
         for row in table["rows"]:
-            for m in METRICS:
+            for m in SCREENING_METRICS:
                 cell = row[m]
                 expected = [task_results(f, row["group"], row["task"], row["level"]).get(m) for f in folds[row["variant"]]]
                 assert cell["folds"] == expected  # the cells are the folds' evaluator numbers
@@ -185,7 +186,7 @@ def _md_cell(md, row, metric):
     for line in md.splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
         if cells[:3] == [TASK_TITLES[row["task"]], LEVEL_TITLES[row["level"]], row["variant"]]:
-            return cells[3 + METRICS.index(metric)]
+            return cells[3 + SCREENING_METRICS.index(metric)]
     raise AssertionError(f"no row for {row['variant']} {row['task']} {row['level']}")
 
 

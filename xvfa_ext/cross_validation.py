@@ -19,8 +19,7 @@ from scipy import stats
 from .files import read_json
 from .gsq import MORPHOLOGIES
 from .metrics import GRADE_TASKS, HEADLINE_SCORE, SCORES
-
-METRICS = ("auc", "f1", "sensitivity", "specificity")
+from .metrics import SCREENING_METRICS
 METRIC_TITLES = {"auc": "AUC", "f1": "F1", "sensitivity": "sensitivity", "specificity": "specificity"}
 TASK_TITLES = {
     "normal_vs_fracture": "normal vs fracture",
@@ -128,18 +127,18 @@ def build_table(
     rows = []
     for group, task, level in cells:
         values = {
-            variant: {m: [task_results(f, group, task, level, score).get(m) for f in fold_metrics] for m in METRICS}
+            variant: {m: [task_results(f, group, task, level, score).get(m) for f in fold_metrics] for m in SCREENING_METRICS}
             for variant, fold_metrics in runs.items()
         }
         for variant in runs:
             row = {"variant": variant, "group": group, "task": task, "level": level}
-            for m in METRICS:
+            for m in SCREENING_METRICS:
                 row[m] = _summary(values[variant][m])
                 row[m]["p"] = None if variant == reference else _paired_test(values[variant][m], values[reference][m])
             rows.append(row)
-    tests = sum(row[m]["p"] is not None for row in rows for m in METRICS)
+    tests = sum(row[m]["p"] is not None for row in rows for m in SCREENING_METRICS)
     for row in rows:
-        for m in METRICS:
+        for m in SCREENING_METRICS:
             p = row[m]["p"]
             row[m]["p_bonferroni"] = None if p is None else min(1.0, p * tests)
             row[m]["significant"] = p is not None and p * tests < alpha
@@ -164,13 +163,13 @@ def _cell(stat: Dict) -> str:
 
 def table_markdown(table: Dict, descriptions: Optional[Dict[str, str]] = None) -> str:
     """The table in the paper's layout, with a legend that states the tests."""
-    head = ["task", "level", "variant"] + [METRIC_TITLES[m] for m in METRICS]
+    head = ["task", "level", "variant"] + [METRIC_TITLES[m] for m in SCREENING_METRICS]
     lines = [f"## {table['title']}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in table["rows"]:
         lines.append(
             "| "
             + " | ".join(
-                [TASK_TITLES[row["task"]], LEVEL_TITLES[row["level"]], row["variant"]] + [_cell(row[m]) for m in METRICS]
+                [TASK_TITLES[row["task"]], LEVEL_TITLES[row["level"]], row["variant"]] + [_cell(row[m]) for m in SCREENING_METRICS]
             )
             + " |"
         )
@@ -198,7 +197,7 @@ def table_csv(table: Dict) -> str:
     writer = csv.writer(out)
     writer.writerow(["variant", "task", "level", "metric", "mean", "std", "p", "p_bonferroni", "significant", "folds"])
     for row in table["rows"]:
-        for m in METRICS:
+        for m in SCREENING_METRICS:
             s = row[m]
             writer.writerow(
                 [row["variant"], row["task"], row["level"], m, s["mean"], s["std"], s["p"], s["p_bonferroni"],

@@ -51,13 +51,17 @@ def _finite(name: str, values: np.ndarray) -> np.ndarray:
     return values
 
 
+# What binary_screening reports for each task (beside the counts and the threshold).
+SCREENING_METRICS = ("auc", "f1", "sensitivity", "specificity")
+
+
 def binary_screening(positive: Sequence[bool], score: Sequence[float]) -> Dict:
     """AUC, and F1, sensitivity and specificity at the Youden point (max of sensitivity + specificity - 1)."""
     y = np.asarray(positive, dtype=bool)
     s = _finite("scores", np.asarray(score, dtype=float))
     out = {"positives": int(y.sum()), "negatives": int((~y).sum())}
     if y.all() or not y.any():
-        return dict(out, auc=None, f1=None, sensitivity=None, specificity=None, threshold=None)
+        return dict(out, threshold=None, **dict.fromkeys(SCREENING_METRICS))
     fpr, tpr, thresholds = roc_curve(y, s)
     best = int(np.argmax(tpr - fpr))
     threshold = float(thresholds[best])

@@ -13,7 +13,7 @@ from detectron2.utils import comm
 
 from ..files import write_atomic
 from ..gsq import GRADES, INVALID
-from ..metrics import IMAGE_SCORES, grade_scores, grade_screening, worst_read_grade
+from ..metrics import IMAGE_SCORES, SCREENING_METRICS, grade_scores, grade_screening, worst_read_grade
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class ImageGradeEvaluator(DatasetEvaluator):
             (f"{level}/{task}/{metric}", values[metric])
             for level in ("image", "patient")
             for task, values in report["screening"][level]["grade"].items()
-            for metric in ("auc", "f1", "sensitivity", "specificity")
+            for metric in SCREENING_METRICS
             if values[metric] is not None
         )
         return OrderedDict({"vfa": flat})

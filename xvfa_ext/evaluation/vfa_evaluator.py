@@ -19,6 +19,7 @@ from ..files import write_atomic
 from ..gsq import GRADES, MORPHOLOGIES, morphometry
 from ..metrics import (
     SCORES,
+    SCREENING_METRICS,
     grade_screening,
     interval_coverage,
     keypoint_error,
@@ -234,7 +235,7 @@ def _flatten(report: Dict) -> "OrderedDict[str, float]":
         blocks += [("ceiling/", "", report["ceiling"].get(level, {}), level) for level in ("vertebra", "patient")]
     for prefix, suffix, tasks, level in blocks:
         for task, values in tasks.items():
-            for metric in ("auc", "f1", "sensitivity", "specificity"):
+            for metric in SCREENING_METRICS:
                 if values[metric] is not None:
                     flat[f"{prefix}{level}/{task}/{metric}{suffix}"] = values[metric]
     for name, values in screening.get("vertebra", {}).get("morphology", {}).items():
