@@ -18,8 +18,8 @@ from scipy import stats
 
 from .files import read_json
 from .gsq import MORPHOLOGIES
-from .metrics import GRADE_TASKS, HEADLINE_SCORE, SCORES
-from .metrics import SCREENING_METRICS
+from .metrics import GRADE_TASKS, HEADLINE_SCORE, SCORES, SCREENING_METRICS
+
 METRIC_TITLES = {"auc": "AUC", "f1": "F1", "sensitivity": "sensitivity", "specificity": "specificity"}
 TASK_TITLES = {
     "normal_vs_fracture": "normal vs fracture",
