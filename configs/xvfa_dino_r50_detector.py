@@ -1,15 +1,16 @@
 """Stage one of the paper's schedule: the detector (DINO-R50, one class) alone, as in Fig. 2.
 
+The detector of ``xvfa_dino_r50_cpu.py``: three quarters of full resolution, a lighter transformer.
 The fine stage trains apart (``xvfa_dino_r50_fine.py``); ``tools/combine_weights.py`` puts the two
-checkpoints into one model for ``tools/predict.py`` and ``--eval-only``. Sized for a CPU: what each
-setting measured is in the README, "The detector".
+checkpoints into one model of ``xvfa_dino_r50_cpu.py`` for ``tools/predict.py`` and ``--eval-only``.
+Sized for a CPU: what each setting measured is in the README, "The detector".
 """
 
 from detectron2.config import LazyCall as L
 from detectron2.solver import WarmupParamScheduler
 from fvcore.common.param_scheduler import CosineParamScheduler
 
-from .xvfa_dino_r50 import dataloader, dataset, model, optimizer, train
+from .xvfa_dino_r50_cpu import dataloader, dataset, model, optimizer, train
 
 model.train_fine = False
 # The detector's own boxes are what this stage is measured by (its fine stage is untrained).
@@ -26,7 +27,7 @@ lr_multiplier = L(WarmupParamScheduler)(
 )
 dataloader.train.dataset.names = "xvfa_synthetic_large_train"
 dataloader.train.total_batch_size = 2
-train.max_iter = 900
+train.max_iter = 760
 train.eval_period = train.max_iter
 train.checkpointer.period = 500
 train.seed = 0
