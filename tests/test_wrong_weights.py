@@ -56,3 +56,30 @@ def test_eval_only(predictions_file, tmp_path):
                             capture_output=True, text=True, timeout=300)
     _one_line(result, predictions_file)
     assert not (tmp_path / "out").exists()
+
+
+@requires_detectron2
+def test_weights_of_another_config_are_refused(tmp_path):
+    """detectron2 alone would warn and leave the mismatched tensors random; XVFACheckpointer stops."""
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.config import LazyConfig, instantiate
+
+    from xvfa_ext.modeling import XVFACheckpointer
+
+    cfg = LazyConfig.load(str(SMOKE))
+    narrow = LazyConfig.apply_overrides(LazyConfig.load(str(SMOKE)), ["model.detector.transformer.encoder.feedforward_dim=64"])
+    DetectionCheckpointer(instantiate(narrow.model), save_dir=str(tmp_path)).save("narrow")
+    path = tmp_path / "narrow.pth"
+    with pytest.raises(ValueError) as raised:
+        XVFACheckpointer(instantiate(cfg.model)).load(path)
+    message = str(raised.value)
+    assert message.startswith(f"{path}: its weights do not fit this config's model (")
+    assert "detector.transformer.encoder.layers.0.ffns.0.layers.0.0.weight: (64, 256) in the file, (2048, 256) in the model" in message
+    # A fine-stage checkpoint has no detector: the main config's detector would stay random.
+    fine = torch.load(path, weights_only=False)
+    fine["model"] = {k: v for k, v in fine["model"].items() if k.startswith("roi_head.")}
+    torch.save(fine, path)
+    with pytest.raises(ValueError, match=r"detector\.backbone\.stem\.conv1\.weight: not in the file; .*and \d+ more\)"):
+        XVFACheckpointer(instantiate(cfg.model)).load(path)
+    # Its own config's model loads it.
+    XVFACheckpointer(instantiate(LazyConfig.load(str(ROOT / "configs" / "xvfa_dino_r50_fine.py")).model)).load(path)

@@ -12,12 +12,30 @@ class XVFACheckpointer(DetectionCheckpointer):
 
     The file is read once, by detectron2; a missing file, one that is no checkpoint, or a checkpoint
     without XVFA weights raises a ``ValueError`` that names the file, before the model is touched.
+    So does a checkpoint whose weights do not fit the model (another config's: a tensor of another
+    shape, or one the model has and the file lacks), after detectron2 has tried it, where detectron2
+    alone would log a warning and leave those weights random.
     """
 
     def load(self, path, *args, **kwargs):
         if not Path(path).is_file():
             raise ValueError(f"{path}: no such file")
+        self._path = path
         return super().load(str(path), *args, **kwargs)
+
+    def _load_model(self, checkpoint):
+        incompatible = super()._load_model(checkpoint)
+        problems = [f"{key}: {tuple(theirs)} in the file, {tuple(ours)} in the model"
+                    for key, theirs, ours in incompatible.incorrect_shapes]
+        problems += [f"{key}: not in the file" for key in incompatible.missing_keys]
+        if problems:
+            shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+            raise ValueError(
+                f"{self._path}: its weights do not fit this config's model ({shown}); load it with the "
+                "config it was trained with (two-stage weights of xvfa_dino_r50_detector.py and "
+                "xvfa_dino_r50_fine.py load into xvfa_dino_r50_cpu.py)"
+            )
+        return incompatible
 
     def _load_file(self, filename):
         try:
