@@ -15,4 +15,7 @@ dataloader.test.mapper.resize_factor = 0.75
 model.detector.transformer.encoder.num_layers = 3
 model.detector.transformer.encoder.feedforward_dim = 1024
 model.detector.transformer.decoder.feedforward_dim = 1024
+# This detector places its boxes better than the box around the fine stage's keypoints does (README,
+# "Boxes from keypoints"): its own boxes are the output.
+model.keypoint_box_padding = None
 train.output_dir = "./output/xvfa_dino_r50_cpu"

@@ -7,7 +7,8 @@
 1. trains the detector config (``configs/xvfa_dino_r50_detector.py``);
 2. trains the fine config (``configs/xvfa_dino_r50_fine.py``) on ground-truth boxes;
 3. joins the two checkpoints with ``tools/combine_weights.py``;
-4. evaluates the main config (``configs/xvfa_dino_r50.py``) on the joined weights (``--eval-only``).
+4. evaluates the config whose model the joined weights are (``configs/xvfa_dino_r50_cpu.py``, the main
+   config with the detector config's detector) on them (``--eval-only``).
 
 Each stage runs ``tools/train_net.py`` as its own process, with its log in ``OUTPUT/<stage>/log.txt``;
 ``--*-set`` pairs override that stage's config (the budget: ``train.max_iter=...``), and
@@ -66,7 +67,7 @@ def run_schedule(output: Path, detector_set, fine_set, eval_set, resume: bool) -
             sys.executable, str(ROOT / "tools" / "combine_weights.py"), "--detector", str(output / "detector" / "model_final.pth"),
             "--fine", str(output / "fine" / "model_final.pth"), "--output", str(output / "two_stage.pth")]),
         ("end_to_end", output / "end_to_end" / "vfa_metrics.json", _train_net(
-            "xvfa_dino_r50.py", output / "end_to_end", [f"train.init_checkpoint={output / 'two_stage.pth'}", *eval_set], eval_only=True)),
+            "xvfa_dino_r50_cpu.py", output / "end_to_end", [f"train.init_checkpoint={output / 'two_stage.pth'}", *eval_set], eval_only=True)),
     ]
     for name, result, cmd in stages:
         if resume and result.is_file():
@@ -126,7 +127,7 @@ def main(argv=None) -> int:
     parser.add_argument("--output", type=Path, default=ROOT / "output" / "benchmark_accuracy")
     parser.add_argument("--detector-set", nargs="*", default=[], metavar="KEY=VALUE", help="detector config overrides")
     parser.add_argument("--fine-set", nargs="*", default=[], metavar="KEY=VALUE", help="fine config overrides")
-    parser.add_argument("--eval-set", nargs="*", default=[], metavar="KEY=VALUE", help="main config overrides at evaluation")
+    parser.add_argument("--eval-set", nargs="*", default=[], metavar="KEY=VALUE", help="xvfa_dino_r50_cpu.py overrides at evaluation")
     parser.add_argument("--resume", action="store_true", help="skip the stages whose results exist")
     args = parser.parse_args(argv)
     require_detectron2()

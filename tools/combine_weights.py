@@ -5,8 +5,10 @@
         --fine output/xvfa_dino_r50_fine/model_final.pth --output output/xvfa_dino_r50_two_stage.pth
 
 The result holds the detector's ``detector.*`` weights and the fine stage's ``roi_head.*`` weights,
-and loads like any checkpoint of ``configs/xvfa_dino_r50.py`` (``tools/predict.py --weights``,
-``tools/train_net.py --eval-only train.init_checkpoint=...``).
+and loads like any checkpoint of ``configs/xvfa_dino_r50_cpu.py``, the config whose detector
+``xvfa_dino_r50_detector.py`` trains (``tools/predict.py --weights``, ``tools/train_net.py --eval-only
+train.init_checkpoint=...``). A detector trained with other model settings joins a fine stage the
+same way and loads into the config with those settings.
 """
 
 import argparse
