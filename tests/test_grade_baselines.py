@@ -120,10 +120,22 @@ def test_vfa_evaluator_scores_a_grade_detector_by_its_boxes_alone():
         inst.pred_classes = torch.zeros(2, dtype=torch.int64)
         inst.grade_probs = torch.tensor(probs[d["image_id"]])
         evaluator.process([{"image_id": d["image_id"]}], [{"instances": inst}])
-    report = evaluator._report(evaluator._rows, 0, len(dicts))
+    report = evaluator._report(evaluator._rows, 0, len(dicts), evaluator._scores)
     assert report["scores"]["headline"] == "box" and report["detection"]["recall"] == 1.0
     assert "morphology" not in report["screening"]["vertebra"] and "scores" not in report["screening"]
     assert "keypoint_error" not in report and "eps_coverage" not in report and "ceiling" in report
+
+    # Boxes that match no vertebra (an untrained detector) still say what the model scores by.
+    evaluator.reset()
+    for d in dicts:
+        inst = Instances((400, 100))
+        inst.pred_boxes = D2Boxes(torch.tensor([[0.0, 0, 5, 5], [90, 390, 100, 400]]))
+        inst.scores = torch.tensor([0.9, 0.8])
+        inst.pred_classes = torch.zeros(2, dtype=torch.int64)
+        inst.grade_probs = torch.tensor(probs[d["image_id"]])
+        evaluator.process([{"image_id": d["image_id"]}], [{"instances": inst}])
+    missed = evaluator._report(evaluator._rows, 6, len(dicts), evaluator._scores)
+    assert missed["detection"]["recall"] == 0.0 and missed["scores"]["headline"] == "box"
     grades = np.array([a["grade"] for d in dicts for a in d["annotations"]])
     p = np.array([probs[d["image_id"]] for d in dicts]).reshape(-1, 4)
     auc = report["screening"]["vertebra"]["grade"]["normal_mild_vs_moderate_severe"]["auc"]

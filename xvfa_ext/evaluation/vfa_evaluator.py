@@ -60,11 +60,13 @@ class VFAEvaluator(DatasetEvaluator):
         self._rows: List[Dict] = []
         self._false_positives = 0
         self._images = 0
+        self._scores = None
 
     def reset(self):
         self._rows = []
         self._false_positives = 0
         self._images = 0
+        self._scores = None
 
     def process(self, inputs, outputs):
         for inp, out in zip(inputs, outputs):
@@ -80,6 +82,9 @@ class VFAEvaluator(DatasetEvaluator):
             self._false_positives += len(pred) - len(match)
             self._images += 1
             predicted = vertebra_records(pred)
+            if predicted and self._scores is None:
+                # Whether the model gives keypoints, from any of its vertebrae, matched or not.
+                self._scores = record_scores(predicted[0])
             for i, ann in enumerate(anns):
                 kps = np.asarray(ann["keypoints"], dtype=float).reshape(-1, 3)
                 row = {
@@ -104,12 +109,13 @@ class VFAEvaluator(DatasetEvaluator):
         rows = sum(comm.gather(self._rows, dst=0), [])
         false_positives = sum(comm.gather(self._false_positives, dst=0))
         images = sum(comm.gather(self._images, dst=0))
+        scores = next((s for s in comm.gather(self._scores, dst=0) if s is not None), SCORES)
         if not comm.is_main_process():
             return {}
         if not rows:
             logger.warning(f"VFAEvaluator on {self._dataset_name}: no ground-truth vertebrae were seen")
             return {}
-        report = self._report(rows, false_positives, images)
+        report = self._report(rows, false_positives, images, scores)
         if self._output_dir:
             out = Path(self._output_dir)
             out.mkdir(parents=True, exist_ok=True)
@@ -117,7 +123,7 @@ class VFAEvaluator(DatasetEvaluator):
             write_atomic(out / "vfa_predictions.json", json.dumps(rows, allow_nan=False).encode())
         return OrderedDict({"vfa": _flatten(report)})
 
-    def _report(self, rows: List[Dict], false_positives: int, images: int) -> Dict:
+    def _report(self, rows: List[Dict], false_positives: int, images: int, scores: Dict[str, str]) -> Dict:
         scored = [r for r in rows if not r["imputed"]]
         matched = [r for r in scored if r["matched"]]
         report = {
@@ -135,11 +141,9 @@ class VFAEvaluator(DatasetEvaluator):
                 **_box_placement(rows),
             },
         }
-        predicted = [r["prediction"] for r in rows if r["prediction"] is not None]
         # A detector of grades (no keypoints) has its one score; XVFA has the three of SCORES.
-        scores = record_scores(predicted[0]) if predicted else SCORES
         headline = next(iter(scores))
-        with_keypoints = scores is SCORES
+        with_keypoints = scores == SCORES
         if scored:
             grades = [r["grade"] for r in scored]
             patients = [r["patient_id"] for r in scored]
