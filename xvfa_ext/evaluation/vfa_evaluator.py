@@ -57,13 +57,10 @@ class VFAEvaluator(DatasetEvaluator):
         self._iou_threshold = iou_threshold
         self._alpha = alpha
         self._gt = {r["image_id"]: r for r in DatasetCatalog.get(dataset_name)}
-        self._rows: List[Dict] = []
-        self._false_positives = 0
-        self._images = 0
-        self._scores = None
+        self.reset()
 
     def reset(self):
-        self._rows = []
+        self._rows: List[Dict] = []
         self._false_positives = 0
         self._images = 0
         self._scores = None
