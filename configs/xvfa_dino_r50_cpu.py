@@ -1,6 +1,7 @@
 """The main config with a detector sized for a CPU: what the two-stage schedule's joined weights load into.
 
-DINO-R50 sees the radiograph at three quarters of full resolution (the main config: half), with three
+DINO-R50 sees the radiograph with its median vertebra 19.75 px tall (three quarters of full
+resolution for the synthetic films; the main config: half), with three
 encoder layers instead of six and a feed-forward width of 1024 instead of 2048 in the encoder and the
 decoder, which keeps its training within the hour on two cores. ``xvfa_dino_r50_detector.py`` trains
 this detector, ``xvfa_dino_r50_fine.py`` the keypoint stage, and ``tools/combine_weights.py`` joins
@@ -10,8 +11,8 @@ measured: README, "The detector".
 
 from .xvfa_dino_r50 import dataloader, dataset, lr_multiplier, model, optimizer, train
 
-dataloader.train.mapper.resize_factor = 0.75
-dataloader.test.mapper.resize_factor = 0.75
+dataloader.train.mapper.detector_vertebra_height = 19.75
+dataloader.test.mapper.detector_vertebra_height = 19.75
 model.detector.transformer.encoder.num_layers = 3
 model.detector.transformer.encoder.feedforward_dim = 1024
 model.detector.transformer.decoder.feedforward_dim = 1024

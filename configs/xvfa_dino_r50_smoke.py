@@ -8,6 +8,9 @@ dataloader.train.total_batch_size = 2
 dataloader.train.num_workers = 0
 dataloader.test.num_workers = 0
 model.roi_head.crop_size = 32  # vertebrae about 13 px tall at 256x192
+# Half resolution, as the main config sees its films.
+dataloader.train.mapper.detector_vertebra_height = 6.6
+dataloader.test.mapper.detector_vertebra_height = 6.6
 model.roi_head.num_samples = 200
 model.roi_head.head.compile_inference = False  # a few predictions: compiling would cost more than it saves
 model.score_threshold = 0.0

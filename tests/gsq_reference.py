@@ -1,4 +1,4 @@
-"""An independent, plain-Python reading of shared/spec/GSQ.md, to check xvfa_ext.gsq against."""
+"""An independent, plain-Python reading of docs/gsq.md, to check xvfa_ext.gsq against."""
 
 import math
 

@@ -52,7 +52,8 @@ from xvfa_ext.radiograph_io import DICOM_SUFFIXES, IMAGE_SUFFIXES, read_radiogra
 from xvfa_ext.records import vertebra_records  # noqa: E402
 from xvfa_ext.reports import CSV_FIELDS, csv_row, patient_summary  # noqa: E402
 from xvfa_ext.files import write_atomic  # noqa: E402
-from xvfa_ext.visualizer import VertebraVisualizer, levels_by_position  # noqa: E402
+from xvfa_ext.layout import levels_by_position  # noqa: E402
+from xvfa_ext.visualizer import VertebraVisualizer  # noqa: E402
 
 logger = logging.getLogger("xvfa_ext.predict")
 

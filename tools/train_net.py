@@ -101,8 +101,7 @@ def do_test(cfg, model):
     return results
 
 
-def do_train(args, cfg):
-    model = build_model(cfg)
+def do_train(args, cfg, model):
     logger.info(f"Model:\n{model}")
     cfg.optimizer.params.model = model
     optimizer = instantiate(cfg.optimizer)
@@ -138,7 +137,13 @@ def main(args):
     model = None
     try:
         register_from_config(cfg)
-        if args.eval_only:
+        if not args.eval_only:
+            from xvfa_ext.modeling import fetch_weights
+
+            # Weights to download are fetched now: offline, one line and exit 2.
+            if not args.resume:
+                fetch_weights(cfg.train.init_checkpoint)
+        else:
             from xvfa_ext.modeling import XVFACheckpointer, XVFAEnsemble
 
             # Built and loaded before anything is written: a wrong weights file is one line, exit 2.
@@ -160,7 +165,12 @@ def main(args):
     setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="xvfa_ext")
     if args.eval_only:
         return do_test(cfg, ddp(cfg, model))
-    do_train(args, cfg)
+    try:
+        model = build_model(cfg)  # after default_setup has seeded the initialisation
+    except ValueError as exc:  # the keypoint trunk's weights, for one
+        print(f"train_net.py: {exc}", file=sys.stderr)
+        sys.exit(2)
+    do_train(args, cfg, model)
 
 
 if __name__ == "__main__":

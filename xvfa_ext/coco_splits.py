@@ -1,17 +1,21 @@
 """COCO vertebra files on disk: the category, splits by patient, and folds over train+val patients.
 
 Shared by the synthetic dataset and ``datasets/convert_points.py``, so that both write the same layout:
-``annotations/{train,val,test,trainval}.json`` and ``annotations/folds.json``.
+``annotations/{train,val,test,trainval}.json`` and ``annotations/folds.json``. Every file's ``info``
+records the median posterior height of the dataset's vertebrae (``vertebra_height_px``), from which
+the models set their input scale (:mod:`xvfa_ext.scale`).
 """
 
 import json
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold
 
 from .files import write_atomic
 from .layout import KEYPOINT_NAMES, SKELETON
+from .scale import INFO_KEY, median_vertebra_height
 
 SPLITS = ("train", "val", "test")
 SPLIT_FRACTIONS = {"val": 0.15, "test": 0.15}
@@ -25,26 +29,75 @@ CATEGORY = {
 }
 
 
-def _split_patients(patients: List[str], seed: int) -> Dict[str, List[str]]:
+def _split_patients(patients: List[str], seed: int, fractions: Dict[str, float]) -> Dict[str, List[str]]:
     order = list(np.random.default_rng([seed, 1 << 30]).permutation(patients))
-    n_test = max(1, round(SPLIT_FRACTIONS["test"] * len(order))) if len(order) > 2 else 0
-    n_val = max(1, round(SPLIT_FRACTIONS["val"] * len(order))) if len(order) > 2 else 0
+
+    def count(split):
+        if fractions[split] >= 1:
+            return len(order)
+        return max(1, round(fractions[split] * len(order))) if len(order) > 2 and fractions[split] > 0 else 0
+
+    n_test = count("test")
+    n_val = min(count("val"), len(order) - n_test)
     return {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
+
+
+def worst_grades(images: List[Dict], annotations: List[Dict]) -> Dict[str, int]:
+    """Each patient's worst annotated grade (0 for a patient without a graded vertebra)."""
+    patient_of = {img["id"]: str(img["patient_id"]) for img in images}
+    worst = {p: 0 for p in patient_of.values()}
+    for a in annotations:
+        p = patient_of.get(a["image_id"])
+        if p is not None and a.get("grade") is not None:
+            worst[p] = max(worst[p], int(a["grade"]))
+    return worst
+
+
+def stratified_folds(patients: List[str], worst: Dict[str, int], seed: int, num_folds: int = NUM_FOLDS) -> List[List[str]]:
+    """``patients`` in ``num_folds`` folds, stratified by each one's worst grade (scikit-learn's
+    StratifiedGroupKFold, a patient one group): each fold's share of every worst grade follows the
+    whole. A grade held by fewer patients than folds is pooled with the nearest other grade."""
+    patients = sorted(patients)
+    if len(patients) < num_folds:
+        order = np.random.default_rng([seed, 1 << 31]).permutation(len(patients))
+        return [sorted(patients[i] for i in order[k::num_folds]) for k in range(num_folds)]
+    labels = np.asarray([worst.get(p, 0) for p in patients])
+    while True:
+        values, counts = np.unique(labels, return_counts=True)
+        rare = values[counts < num_folds]
+        if len(values) < 2 or len(rare) == 0:
+            break
+        others = values[values != rare[-1]]
+        labels[labels == rare[-1]] = others[np.argmin(np.abs(others - rare[-1]))]
+    splitter = StratifiedGroupKFold(n_splits=num_folds, shuffle=True, random_state=seed)
+    folds = []
+    for _, val in splitter.split(np.zeros(len(patients)), labels, groups=np.arange(len(patients))):
+        folds.append(sorted(patients[i] for i in val))
+    return folds
 
 
 def _coco(images: List[Dict], annotations: List[Dict], info: Dict) -> Dict:
     return {"info": info, "images": images, "annotations": annotations, "categories": [CATEGORY]}
 
 
-def split_files(images: List[Dict], annotations: List[Dict], info: Dict, seed: int) -> Dict[str, bytes]:
+def split_files(
+    images: List[Dict], annotations: List[Dict], info: Dict, seed: int, fractions: Optional[Dict[str, float]] = None
+) -> Dict[str, bytes]:
     """The contents of ``{train,val,test,trainval}.json`` and ``folds.json``, split by ``patient_id``.
 
-    A patient's images all go to one split and one fold. The same seed gives the same splits.
+    A patient's images all go to one split and one fold; ``fractions`` are the shares of patients
+    in ``val`` and ``test`` (:data:`SPLIT_FRACTIONS` by default; ``{"val": 0, "test": 1}`` puts every
+    patient in ``test``). The folds over the train+val patients are stratified by each patient's
+    worst grade. The same seed gives the same splits. ``info`` gains the median vertebra height.
     """
+    fractions = dict(SPLIT_FRACTIONS, **(fractions or {}))
+    height = median_vertebra_height(annotations)
+    if height is not None:
+        info = dict(info, **{INFO_KEY: height})
     by_patient: Dict[str, List[int]] = {}
     for img in images:
         by_patient.setdefault(str(img["patient_id"]), []).append(img["id"])
-    patient_splits = _split_patients(list(by_patient), seed)
+    patient_splits = _split_patients(list(by_patient), seed, fractions)
     patient_splits["trainval"] = patient_splits["train"] + patient_splits["val"]
     files = {}
     for split, patients in patient_splits.items():
@@ -57,10 +110,8 @@ def split_files(images: List[Dict], annotations: List[Dict], info: Dict, seed: i
         files[f"{split}.json"] = json.dumps(coco).encode()
 
     trainval = sorted(patient_splits["trainval"])
-    order = np.random.default_rng([seed, 1 << 31]).permutation(len(trainval))
     folds = []
-    for k in range(NUM_FOLDS):
-        val = sorted(trainval[i] for i in order[k::NUM_FOLDS])
+    for k, val in enumerate(stratified_folds(trainval, worst_grades(images, annotations), seed)):
         train = sorted(set(trainval) - set(val))
         folds.append(
             {

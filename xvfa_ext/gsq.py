@@ -1,6 +1,6 @@
 """Genant's semi-quantitative (GSQ) rules: crisp, fuzzy and explained.
 
-``shared/spec/GSQ.md`` is the contract; every function here follows it to the letter so that the
+``docs/gsq.md`` is the contract; every function here follows it to the letter so that the
 labels of the synthetic data, the training losses and the explanations agree.
 """
 

@@ -1,6 +1,7 @@
 """Keypoint regressor on vertebra crops: a ResNet-18 trunk, then the centre and scale of six keypoints."""
 
 import logging
+from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -53,14 +54,36 @@ def resolve_trunk_dtype(trunk_dtype: str, device=None) -> str:
     return chosen
 
 
+# ``weights="torchvision"``: torchvision's ImageNet ResNet-18, which torchvision downloads once.
+TORCHVISION_WEIGHTS = "torchvision"
+
+
+def _torchvision_state() -> Dict[str, torch.Tensor]:
+    """torchvision's ImageNet ResNet-18 state dict, from its cache or downloaded; one clear error offline."""
+    w = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    try:
+        return w.get_state_dict(progress=False)
+    except OSError as exc:
+        reason = getattr(exc, "reason", None) or exc.strerror or exc
+        cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(w.url).name
+        raise ValueError(
+            f"{w.url}: torchvision's ImageNet ResNet-18 cannot be downloaded ({reason}); copy that file to {cache}, "
+            "or give model.roi_head.head.weights=/path/to/resnet18.pth"
+        ) from None
+
+
 def load_resnet18(weights: Optional[str] = None) -> nn.Module:
-    """torchvision's ResNet-18 without its classifier: random, or from a local state dict file."""
+    """torchvision's ResNet-18 without its classifier: random, from a local state dict file, or
+    torchvision's ImageNet weights (``weights="torchvision"``)."""
     trunk = torchvision.models.resnet18(weights=None)
-    if weights:
+    if weights == TORCHVISION_WEIGHTS:
+        state = _torchvision_state()
+    elif weights:
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)
         except (OSError, RuntimeError) as exc:
             raise ValueError(f"{weights}: cannot read ResNet-18 weights ({exc})") from exc
+    if weights:
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
         missing, unexpected = trunk.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("fc.")]

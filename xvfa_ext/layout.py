@@ -1,6 +1,6 @@
 """Vertebra annotation layout shared by every part of the package.
 
-Six keypoints per vertebra in the order of ``shared/spec/GSQ.md``: the upper endplate from posterior
+Six keypoints per vertebra in the order of ``docs/gsq.md``: the upper endplate from posterior
 to anterior, then the lower endplate in the same order.
 """
 
@@ -94,6 +94,28 @@ def assign_levels(y_centres, image_height: float, levels, positions=None):
         if 0 <= j < m and (n <= m or t <= i < t + m):
             out[i], sure[i] = levels[j], certain
     return out, sure
+
+
+def levels_by_position(boxes, image_height: float, metadata=None):
+    """Levels of XYXY ``boxes`` (any order) and whether each is certain (:func:`layout.assign_levels`).
+
+    The dataset's levels and their usual positions come from ``metadata`` (``levels``,
+    ``level_positions``, see ``xvfa_ext.data.dataset_levels``); without them, T4-L4 when thirteen
+    vertebrae were found.
+    """
+    import numpy as np
+
+    boxes = np.asarray(boxes, dtype=float).reshape(-1, 4)
+    centres = (boxes[:, 1] + boxes[:, 3]) / 2
+    order = np.argsort(centres, kind="stable")
+    names = metadata.get("levels", None) if metadata is not None else None
+    positions = metadata.get("level_positions", None) if metadata is not None else None
+    assigned, certain = assign_levels(centres[order], image_height, names or VERTEBRA_LEVELS, positions)
+    levels = [None] * len(boxes)
+    sure = [False] * len(boxes)
+    for rank, i in enumerate(order):
+        levels[i], sure[i] = assigned[rank], certain[rank]
+    return levels, sure
 
 
 def read_points(annotation: dict):

@@ -1,13 +1,13 @@
 """detectron2's Visualizer for vertebrae: boxes, keypoints with intervals, heights and GSQ labels."""
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from detectron2.utils.visualizer import Visualizer
 from matplotlib.patches import Circle, Ellipse
 
 from .gsq import GRADES, INVALID, morphometry, shape_word
-from .layout import ENDPLATES, HEIGHTS, VERTEBRA_LEVELS, assign_levels
+from .layout import ENDPLATES, HEIGHTS
 from .records import keypoint_array
 
 # Label colours by grade: normal, mild, moderate, severe; grey for an invalid vertebra.
@@ -25,26 +25,6 @@ def vertebra_label(level: Optional[str], grade: str, shape: str, probability: Op
     if probability is not None:
         parts.append(f"{probability:.2f}")
     return " ".join(p for p in parts if p)
-
-
-def levels_by_position(boxes: np.ndarray, image_height: float, metadata=None) -> Tuple[List[Optional[str]], List[bool]]:
-    """Levels of XYXY ``boxes`` (any order) and whether each is certain (:func:`layout.assign_levels`).
-
-    The dataset's levels and their usual positions come from ``metadata`` (``levels``,
-    ``level_positions``, see ``xvfa_ext.data.dataset_levels``); without them, T4-L4 when thirteen
-    vertebrae were found.
-    """
-    boxes = np.asarray(boxes, dtype=float).reshape(-1, 4)
-    centres = (boxes[:, 1] + boxes[:, 3]) / 2
-    order = np.argsort(centres, kind="stable")
-    names = metadata.get("levels", None) if metadata is not None else None
-    positions = metadata.get("level_positions", None) if metadata is not None else None
-    assigned, certain = assign_levels(centres[order], image_height, names or VERTEBRA_LEVELS, positions)
-    levels: List[Optional[str]] = [None] * len(boxes)
-    sure = [False] * len(boxes)
-    for rank, i in enumerate(order):
-        levels[i], sure[i] = assigned[rank], certain[rank]
-    return levels, sure
 
 
 class VertebraVisualizer(Visualizer):

@@ -13,7 +13,7 @@ from .datasets import (
     training_prefix,
 )
 from .mapper import VertebraDatasetMapper, build_augmentations
-from .transforms import RandomBlur, RandomEqualize, RandomInvert, ResizeByFactor
+from .transforms import RandomBlur, RandomEqualize, RandomInvert
 
 register_synthetic_datasets()
 
@@ -22,7 +22,6 @@ __all__ = [
     "RandomBlur",
     "RandomEqualize",
     "RandomInvert",
-    "ResizeByFactor",
     "VertebraDatasetMapper",
     "build_augmentations",
     "ensure_synthetic",

@@ -16,6 +16,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
 from ..gsq import morphometry
+from ..scale import INFO_KEY, median_vertebra_height
 from ..layout import ENDPLATES, HEIGHTS, KEYPOINT_NAMES, level_positions, order_levels
 from ..synthetic import SyntheticConfig
 from ..coco_splits import NUM_FOLDS, SPLITS
@@ -179,6 +180,32 @@ def dataset_levels(name: str):
     return meta.levels, meta.level_positions
 
 
+def dataset_vertebra_height(names) -> float:
+    """The median posterior height in pixels of the vertebrae of the registered datasets ``names``
+    (one name or several, pooled), kept in their metadata: the ``vertebra_height_px`` of their COCO
+    files' ``info``, or computed from their annotations (and logged) where a file does not record it."""
+    names = [names] if isinstance(names, str) else list(names)
+    heights, annotations = [], []
+    for name in names:
+        meta = MetadataCatalog.get(name)
+        if meta.get("vertebra_height", None) is None:
+            records = DatasetCatalog.get(name)  # first, so that a lazily written file exists
+            json_file = meta.get("json_file", None)
+            height = None
+            if json_file and os.path.isfile(json_file):
+                height = _read_json(json_file).get("info", {}).get(INFO_KEY)
+            if height is None:
+                height = median_vertebra_height(a for r in records for a in r.get("annotations", []))
+                if height is None:
+                    raise DatasetError(f"dataset '{name}': no vertebra with both posterior points read, "
+                                       "so its vertebra size is unknown; set dataset.vertebra_height")
+                logger.info(f"dataset '{name}': {json_file or 'its annotations'} records no {INFO_KEY}; "
+                            f"its median posterior height is {height:g} px")
+            meta.set(vertebra_height=float(height))
+        heights.append(MetadataCatalog.get(name).vertebra_height)
+    return float(np.median(heights))
+
+
 def fully_read_dataset_dicts(names, **kwargs) -> List[Dict]:
     """``get_detection_dataset_dicts(names, **kwargs)`` less every image with an imputed vertebra.
 
@@ -199,7 +226,10 @@ def register_from_config(cfg) -> None:
     """Register the COCO files named by ``cfg.dataset`` and point the dataloaders at them.
 
     ``cfg.dataset`` holds ``name``, ``image_root``, ``train_json``, ``val_json``, ``test_json``,
-    ``folds_json``, ``fold``, ``eval_split`` and ``view`` (see ``configs/data/vertebra_synthetic.py``).
+    ``folds_json``, ``fold``, ``eval_split``, ``view`` and ``vertebra_height`` (see
+    ``configs/data/vertebra_synthetic.py``). An unset ``vertebra_height`` becomes the training
+    data's median vertebra height (:func:`dataset_vertebra_height`), so that the config saved with a
+    model carries the scale its films were seen at, and prediction on new films uses it.
     With no JSON file named, the config's own dataset names stay (the bundled synthetic data).
     Otherwise each named file is registered as ``<name>_<split>``; training reads ``<name>_train``
     and evaluation ``<name>_<eval_split>``. ``folds_json`` (``datasets/convert_points.py``'s
@@ -215,6 +245,8 @@ def register_from_config(cfg) -> None:
         _register_files(cfg, ds, files)
     if ds.get("fold") is not None:
         _train_on_fold(cfg, int(ds.fold))
+    if "vertebra_height" in ds and ds.vertebra_height is None:
+        ds.vertebra_height = dataset_vertebra_height(cfg.dataloader.train.dataset.names)
 
 
 def training_prefix(cfg) -> str:

@@ -1,6 +1,7 @@
 """Dataset mapper for vertebra radiographs: reads, augments and packs boxes, keypoints and GSQ labels."""
 
 import copy
+import logging
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -11,15 +12,19 @@ from detectron2.structures import BoxMode
 
 from ..layout import NUM_KEYPOINTS
 from ..radiograph_io import read_radiograph
+from ..scale import ImageScale, check_height, resize_factors
 from ..synthetic import vertebra_box
-from .transforms import RandomBlur, RandomEqualize, RandomInvert, ResizeByFactor
+from .datasets import dataset_vertebra_height
+from .transforms import RandomBlur, RandomEqualize, RandomInvert
+
+logger = logging.getLogger(__name__)
 
 
 def build_augmentations(is_train: bool, rotation: float = 15.0, flip: bool = True) -> List[T.Augmentation]:
     """Paper suppl. Table 4: equalisation, inversion, rotation, flips and blur (none at test time).
 
-    ``rotation`` is 15 degrees for the detector and 20 for the keypoint stage. They apply at full
-    resolution; :class:`VertebraDatasetMapper` then halves the detector's input.
+    ``rotation`` is 15 degrees for the detector and 20 for the keypoint stage. They apply to the
+    fine stage's image; :class:`VertebraDatasetMapper` then resizes the detector's input.
     """
     if not is_train:
         return []
@@ -59,6 +64,12 @@ def _box_around_points(annotation: Dict, padding: np.ndarray, shape: Tuple[int, 
     annotation["bbox_mode"] = BoxMode.XYWH_ABS
 
 
+def _resize(shape, factor: float) -> T.ResizeTransform:
+    """Resizing an image of ``shape`` (H, W, ...) by ``factor``, each side at least one pixel."""
+    h, w = shape[:2]
+    return T.ResizeTransform(h, w, max(1, round(h * factor)), max(1, round(w * factor)))
+
+
 def _chw_tensor(image: np.ndarray) -> torch.Tensor:
     """An (H, W, C) array as the (C, H, W) tensor detectron2 models take."""
     return torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
@@ -67,12 +78,18 @@ def _chw_tensor(image: np.ndarray) -> torch.Tensor:
 class VertebraDatasetMapper:
     """Maps a dataset dict to model input, like detectron2's DatasetMapper, keeping GSQ labels.
 
-    ``image`` is the detector's input, the augmented radiograph resized by ``resize_factor`` (the
-    paper's half resolution); ``fine_image`` is the same radiograph at full resolution, which the
-    fine stage crops its vertebrae from (absent when ``resize_factor`` is 1). Instances, in
-    ``image`` pixels, carry ``gt_boxes``, ``gt_classes``, ``gt_keypoints`` and per vertebra
-    ``gt_grade``, ``gt_morphology`` and ``gt_imputed``. With ``keep_annotations`` the test-time
-    inputs keep them too, for the fine stage on ground-truth boxes.
+    ``image`` is the detector's input and ``fine_image`` the image the fine stage crops its
+    vertebrae from (absent where the two are one). Their sizes are set in vertebra units: with
+    ``detector_vertebra_height``, each film is resized so that the data's median vertebra
+    (``vertebra_height`` pixels tall, by default read from ``dataset_names``' annotations) is that
+    many pixels tall in ``image``, and no side of ``image`` is longer than ``max_size``;
+    ``fine_image`` is the film at full resolution, or reduced so that the median vertebra is at most
+    ``fine_vertebra_height`` pixels tall. A fixed ``resize_factor`` (the paper's half resolution)
+    may be given instead of ``detector_vertebra_height``. Augmentations apply to ``fine_image``.
+
+    Instances, in ``image`` pixels, carry ``gt_boxes``, ``gt_classes``, ``gt_keypoints`` and per
+    vertebra ``gt_grade``, ``gt_morphology`` and ``gt_imputed``. With ``keep_annotations`` the
+    test-time inputs keep them too, for the fine stage on ground-truth boxes.
     """
 
     def __init__(
@@ -80,20 +97,63 @@ class VertebraDatasetMapper:
         is_train: bool,
         augmentations: Optional[List[T.Augmentation]] = None,
         keep_annotations: bool = False,
-        resize_factor: float = 0.5,
+        resize_factor: Optional[float] = None,
         dataset_names: Optional[Union[str, Sequence[str]]] = None,
+        detector_vertebra_height: Optional[float] = None,
+        fine_vertebra_height: Optional[float] = None,
+        vertebra_height: Optional[float] = None,
+        max_size: Optional[int] = None,
     ):
         self.is_train = is_train
         self.augmentations = T.AugmentationList(augmentations if augmentations is not None else build_augmentations(is_train))
-        self.resize = ResizeByFactor(resize_factor) if resize_factor != 1 else None
         self.keep_annotations = keep_annotations or is_train
+        names = [dataset_names] if isinstance(dataset_names, str) else list(dataset_names or [])
+        if (resize_factor is None) == (detector_vertebra_height is None):
+            raise ValueError("give one of resize_factor (a fixed factor) and detector_vertebra_height (vertebra units)")
+        if resize_factor is not None and resize_factor <= 0:
+            raise ValueError(f"resize factor must be positive, got {resize_factor}")
+        self.resize_factor = resize_factor
+        self.detector_vertebra_height = detector_vertebra_height
+        self.fine_vertebra_height = fine_vertebra_height
+        self.max_size = max_size
+        self.vertebra_height = None
+        if detector_vertebra_height is not None or fine_vertebra_height is not None:
+            if vertebra_height is None:
+                if not names:
+                    raise ValueError("vertebra_height is unknown: give it in pixels, or the dataset_names to read it from")
+                vertebra_height = dataset_vertebra_height(names)
+            self.vertebra_height = check_height(vertebra_height, "vertebra_height")
+            logger.info(self.describe_scale())
         # How a horizontal flip relabels keypoints is the datasets' view (their keypoint_flip_map):
         # not at all for a lateral film, which is also the default without dataset names.
-        if dataset_names:
-            names = [dataset_names] if isinstance(dataset_names, str) else list(dataset_names)
+        if names:
             self.keypoint_hflip_indices = utils.create_keypoint_hflip_indices(names)
         else:
             self.keypoint_hflip_indices = np.arange(NUM_KEYPOINTS)
+
+    def describe_scale(self) -> str:
+        """One line saying how films are resized, for the log."""
+        if self.vertebra_height is None:
+            return f"Films are resized by {self.resize_factor:g} for the detector; the fine stage crops at full resolution"
+        scale = self.scale((1, 1))
+        detector = (
+            f"by {self.resize_factor:g}" if self.detector_vertebra_height is None else
+            f"by {scale.detector:.4g} (median vertebra {self.vertebra_height:g} px -> {self.vertebra_height * scale.detector:.1f} px"
+            + (f", long side at most {self.max_size} px" if self.max_size else "") + ")"
+        )
+        return (f"Films are resized {detector} for the detector and by {scale.fine:.4g} for the fine stage's crops "
+                f"(median vertebra {self.vertebra_height * scale.fine:.1f} px)")
+
+    def scale(self, image_size: Tuple[int, int]) -> ImageScale:
+        """The fine and detector resize factors of a film of ``image_size`` (height, width)."""
+        if self.vertebra_height is None:
+            return ImageScale(fine=1.0, detector=self.resize_factor)
+        scale = resize_factors(
+            image_size, self.vertebra_height, self.detector_vertebra_height or 1.0, self.fine_vertebra_height, self.max_size
+        )
+        if self.detector_vertebra_height is None:
+            scale = ImageScale(fine=scale.fine, detector=self.resize_factor)
+        return scale
 
     def _read(self, file_name: str) -> np.ndarray:
         """The radiograph as (H, W, 3) uint8: 8 or 16 bit, grayscale or colour, PNG/JPEG/TIFF/DICOM."""
@@ -102,13 +162,20 @@ class VertebraDatasetMapper:
 
     def map_image(self, image: np.ndarray) -> Tuple[Dict[str, torch.Tensor], T.TransformList]:
         """``image`` and ``fine_image`` of an (H, W, 3) radiograph, and the transforms that made ``image``."""
+        h, w = image.shape[:2]
+        scale = self.scale((h, w))
+        transforms = T.TransformList([])
+        if scale.fine != 1:
+            transforms = transforms + _resize(image.shape, scale.fine)
+            image = transforms.apply_image(image)
         aug_input = T.AugInput(image)
-        transforms = self.augmentations(aug_input)
-        inputs = {}
+        transforms = transforms + self.augmentations(aug_input)
         image = aug_input.image
-        if self.resize is not None:
+        inputs = {}
+        detector = scale.detector / scale.fine
+        if detector != 1:
             inputs["fine_image"] = _chw_tensor(image)
-            resize = self.resize.get_transform(image)
+            resize = _resize(image.shape, detector)
             image = resize.apply_image(image)
             transforms = transforms + resize
         inputs["image"] = _chw_tensor(image)

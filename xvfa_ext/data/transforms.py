@@ -1,7 +1,6 @@
 """Augmentations of paper suppl. Table 4 that detectron2 lacks, as ``T.Augmentation``s.
 
-Equalisation, inversion and blur change intensities only, so boxes and keypoints pass unchanged;
-the half-resolution resize moves them with the image.
+Equalisation, inversion and blur change intensities only, so boxes and keypoints pass unchanged.
 """
 
 import cv2
@@ -77,17 +76,3 @@ class RandomBlur(T.Augmentation):
         if self._rand_range() >= self.prob:
             return NoOpTransform()
         return BlurTransform(float(self._rand_range(*self.sigma_range)))
-
-
-class ResizeByFactor(T.Augmentation):
-    """Resize by a fixed factor, e.g. 0.5 for the paper's half-resolution images."""
-
-    def __init__(self, factor: float = 0.5):
-        super().__init__()
-        if factor <= 0:
-            raise ValueError(f"resize factor must be positive, got {factor}")
-        self._init(locals())
-
-    def get_transform(self, image):
-        h, w = image.shape[:2]
-        return T.ResizeTransform(h, w, max(1, round(h * self.factor)), max(1, round(w * self.factor)))

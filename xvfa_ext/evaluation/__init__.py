@@ -16,14 +16,19 @@ VERTEBRA_OKS_SIGMAS = (0.05,) * NUM_KEYPOINTS
 
 
 def build_evaluators(
-    dataset_name: str, output_dir: Optional[str] = None, alpha: float = 0.9, tasks: Sequence[str] = ("bbox", "keypoints")
+    dataset_name: str,
+    output_dir: Optional[str] = None,
+    alpha: float = 0.9,
+    tasks: Sequence[str] = ("bbox", "keypoints"),
+    level_dataset: Optional[str] = None,
 ) -> List[DatasetEvaluator]:
     """COCO AP of ``tasks`` (box and keypoint; a detector of grades has boxes only) plus the screening
-    metrics, for a registered vertebra dataset."""
+    metrics, for a registered vertebra dataset; found vertebrae get the levels of ``level_dataset``
+    (the training data; by default the evaluated one)."""
     DatasetCatalog.get(dataset_name)  # a synthetic dataset is written now, before COCO reads its file
     return [
         COCOEvaluator(dataset_name, tasks=tuple(tasks), output_dir=output_dir, kpt_oks_sigmas=VERTEBRA_OKS_SIGMAS),
-        VFAEvaluator(dataset_name, output_dir=output_dir, alpha=alpha),
+        VFAEvaluator(dataset_name, output_dir=output_dir, alpha=alpha, level_dataset=level_dataset),
     ]
 
 

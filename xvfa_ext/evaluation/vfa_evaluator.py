@@ -8,14 +8,16 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import torch
-from detectron2.data import DatasetCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.structures import BoxMode
 from detectron2.utils import comm
 from scipy.optimize import linear_sum_assignment
 from torchvision.ops import box_iou
 
+from ..data.datasets import dataset_levels
 from ..files import write_atomic
+from ..layout import levels_by_position
 from ..gsq import GRADES, MORPHOLOGIES, morphometry
 from ..metrics import (
     SCORES,
@@ -49,14 +51,31 @@ class VFAEvaluator(DatasetEvaluator):
     has no keypoints: its one score is its boxes' grade probabilities
     (:data:`~xvfa_ext.metrics.BOX_SCORES`), and its report has no morphology, keypoint error or
     coverage. Writes ``vfa_metrics.json`` and ``vfa_predictions.json`` into ``output_dir``.
+
+    Each image's predicted vertebrae get levels by their position (:func:`~xvfa_ext.layout.levels_by_position`),
+    anchored to the levels and usual positions of ``level_dataset`` (the training data; by default the
+    evaluated one): ``detection.level_accuracy`` is the share of matched vertebrae whose level is the
+    annotated one.
     """
 
-    def __init__(self, dataset_name: str, output_dir: Optional[str] = None, iou_threshold: float = 0.5, alpha: float = 0.9):
+    def __init__(
+        self,
+        dataset_name: str,
+        output_dir: Optional[str] = None,
+        iou_threshold: float = 0.5,
+        alpha: float = 0.9,
+        level_dataset: Optional[str] = None,
+    ):
         self._dataset_name = dataset_name
         self._output_dir = output_dir
         self._iou_threshold = iou_threshold
         self._alpha = alpha
         self._gt = {r["image_id"]: r for r in DatasetCatalog.get(dataset_name)}
+        level_dataset = level_dataset or dataset_name
+        if not isinstance(level_dataset, str):  # several training sets: the first one's levels
+            level_dataset = list(level_dataset)[0]
+        dataset_levels(level_dataset)
+        self._level_metadata = MetadataCatalog.get(level_dataset)
         self.reset()
 
     def reset(self):
@@ -79,6 +98,7 @@ class VFAEvaluator(DatasetEvaluator):
             self._false_positives += len(pred) - len(match)
             self._images += 1
             predicted = vertebra_records(pred)
+            levels, _ = levels_by_position(pred.pred_boxes.tensor.numpy(), record["height"], self._level_metadata)
             if predicted and self._scores is None:
                 # Whether the model gives keypoints, from any of its vertebrae, matched or not.
                 self._scores = record_scores(predicted[0])
@@ -97,6 +117,7 @@ class VFAEvaluator(DatasetEvaluator):
                     "keypoints": kps[:, :2].tolist(),
                     "visible": (kps[:, 2] > 0).tolist(),
                     "matched": i in match,
+                    "predicted_level": levels[match[i]] if i in match else None,
                     # The matched prediction's record; a missed vertebra counts as predicted normal with certainty.
                     "prediction": predicted[match[i]] if i in match else None,
                 }
@@ -136,6 +157,7 @@ class VFAEvaluator(DatasetEvaluator):
                 # Missed vertebrae by annotated grade (normal to severe); a miss counts as certainly normal.
                 "missed_by_grade": [sum(not r["matched"] and r["grade"] == g for r in rows) for g in range(len(GRADES))],
                 **_box_placement(rows),
+                **_level_accuracy(rows),
             },
         }
         # A detector of grades (no keypoints) has its one score; XVFA has the three of SCORES.
@@ -206,6 +228,17 @@ def _box_placement(rows: List[Dict]) -> Dict:
     }
 
 
+def _level_accuracy(rows: List[Dict]) -> Dict:
+    """The share of matched vertebrae with an annotated level whose predicted level is that level."""
+    leveled = [r for r in rows if r["matched"] and r["level"] is not None]
+    if not leveled:
+        return {}
+    return {
+        "level_accuracy": sum(r["predicted_level"] == str(r["level"]) for r in leveled) / len(leveled),
+        "level_count": len(leveled),
+    }
+
+
 _CERTAIN_NORMAL = {"grade": np.eye(len(GRADES))[0], "morphology": np.eye(len(MORPHOLOGIES))[0]}
 
 
@@ -228,6 +261,8 @@ def _flatten(report: Dict) -> "OrderedDict[str, float]":
     """Scalars for detectron2's CSV print and event storage; undefined metrics (None) are left out."""
     flat = OrderedDict()
     flat["recall"] = report["detection"]["recall"]
+    if "level_accuracy" in report["detection"]:
+        flat["level_accuracy"] = report["detection"]["level_accuracy"]
     screening = report.get("screening", {})
     blocks = [("", "", screening.get(level, {}).get("grade", {}), level) for level in ("vertebra", "patient")]
     for name, per_level in screening.get("scores", {}).items():

@@ -1,7 +1,7 @@
 """detectron2/detrex modeling layer: device-safe DINO, the vertebra ROI head, the XVFA model and Table 2's baselines."""
 
 from .baselines import DINOGrade, GradeDINO, ImageGradeCNN
-from .checkpointer import XVFACheckpointer
+from .checkpointer import XVFACheckpointer, fetch_weights
 from .dino import DINO, DINOCriterion, DINOTransformer, DINOTransformerDecoder, DINOTransformerEncoder, cuda_calls_on
 from .meta_arch import XVFA, XVFAEnsemble
 from .roi_head import VertebraROIHead
@@ -20,4 +20,5 @@ __all__ = [
     "XVFACheckpointer",
     "XVFAEnsemble",
     "cuda_calls_on",
+    "fetch_weights",
 ]

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.utils.file_io import PathManager
 
 from ..checkpoints import UNREADABLE, unreadable, xvfa_state
 
@@ -44,3 +45,26 @@ class XVFACheckpointer(DetectionCheckpointer):
             raise unreadable(filename, exc) from None
         xvfa_state(loaded, filename)
         return loaded
+
+
+def fetch_weights(path: str) -> str:
+    """A local file for initial weights given as a file, a URL or a ``detectron2://`` name (which
+    detectron2 downloads once into its cache); without network, one clear error saying how to give a
+    local copy. An empty path stays empty (random initialisation)."""
+    if not path:
+        return path
+    if "://" not in str(path):
+        if not Path(path).is_file():
+            raise ValueError(f"{path}: no such file (train.init_checkpoint)")
+        return str(path)
+    try:
+        local = PathManager.get_local_path(str(path))
+    except OSError as exc:
+        reason = getattr(exc, "reason", None) or exc.strerror or exc
+        raise ValueError(
+            f"{path}: cannot be downloaded ({reason}); fetch it on a machine with internet and give "
+            "train.init_checkpoint=/path/to/a/local/copy"
+        ) from None
+    if not Path(local).is_file():
+        raise ValueError(f"{path}: cannot be downloaded (nothing at {local}); give train.init_checkpoint=/path/to/a/local/copy")
+    return local
