@@ -196,3 +196,54 @@ def test_classification_losses_wait_for_the_keypoints():
     torch.manual_seed(1)
     outside_trainer = model(inputs)  # no event storage: full weight
     assert float(outside_trainer["loss_gsq_img"]) == pytest.approx(full["loss_gsq_img"], rel=1e-4)
+
+
+def _doubled(record, folder):
+    """The record's film at twice its size (bicubic) under ``folder``, with its annotations scaled."""
+    import copy
+
+    import cv2
+
+    image = cv2.imread(record["file_name"], cv2.IMREAD_UNCHANGED)
+    path = Path(folder) / "double.png"
+    cv2.imwrite(str(path), cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC))
+    double = copy.deepcopy(record)
+    double.update(file_name=str(path), height=2 * record["height"], width=2 * record["width"])
+    for a in double["annotations"]:
+        a["bbox"] = [2 * v for v in a["bbox"]]
+        a["keypoints"] = [v * (1 if k % 3 == 2 else 2) for k, v in enumerate(a["keypoints"])]
+    return double
+
+
+def test_a_film_and_its_double_size_copy_give_the_same_keypoints(tmp_path):
+    """Sizes in vertebra units: a film twice as large (vertebrae twice as tall) is seen at the same
+    scale by the detector and the fine stage, so its keypoints in original pixels are the film's."""
+    from detectron2.data import DatasetCatalog
+
+    from xvfa_ext.crops import crop_vertebrae
+    from xvfa_ext.data import VertebraDatasetMapper
+
+    model, _ = build("xvfa_dino_r50_fine.py", **{"model.roi_head.crop_size": 32, "model.roi_head.num_samples": 50,
+                                                 "model.roi_head.head.compile_inference": False})
+    record = DatasetCatalog.get("xvfa_synthetic_small_train")[0]
+    double = _doubled(record, tmp_path)
+    # The small films' vertebrae are about 13 px tall: the fine stage sees them at 10 px, the detector at 6.5.
+    mapper = VertebraDatasetMapper(False, [], keep_annotations=True, detector_vertebra_height=6.5,
+                                   fine_vertebra_height=10, vertebra_height=13.0)
+    twice = VertebraDatasetMapper(False, [], keep_annotations=True, detector_vertebra_height=6.5,
+                                  fine_vertebra_height=10, vertebra_height=26.0)
+    inputs = [mapper(record), twice(double)]
+    for key in ("image", "fine_image"):
+        assert abs(inputs[0][key].shape[-1] - inputs[1][key].shape[-1]) <= 1
+        assert abs(inputs[0][key].shape[-2] - inputs[1][key].shape[-2]) <= 1
+    # The crops of each vertebra agree: the fine stage sees the same pixels.
+    fine = [x["fine_image"][None].float().mean(1, keepdim=True) / 255 for x in inputs]
+    factor = [x["fine_image"].shape[-1] / x["image"].shape[-1] for x in inputs]
+    boxes = [x["instances"].gt_boxes.tensor * f for x, f in zip(inputs, factor)]
+    crops = [crop_vertebrae(f, b, torch.zeros(len(b)), 32) for f, b in zip(fine, boxes)]
+    assert (crops[0] - crops[1]).abs().mean() < 0.02
+    model.eval()
+    with torch.no_grad():
+        small, large = (model([x])[0]["instances"] for x in inputs)
+    difference = (small.pred_keypoints[..., :2] - large.pred_keypoints[..., :2] / 2).norm(dim=-1)
+    assert difference.max() < 0.5, f"keypoints differ by up to {difference.max():.2f} px of the film"

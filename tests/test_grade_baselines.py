@@ -172,7 +172,9 @@ def test_the_image_evaluator_scores_images_and_their_patients_worst_image(tmp_pa
 
 SMALL = ["dataloader.train.dataset.names=xvfa_synthetic_small_train", "dataloader.test.dataset.names=xvfa_synthetic_small_val",
          "dataloader.train.num_workers=0", "dataloader.test.num_workers=0", "dataloader.train.total_batch_size=2",
-         "train.max_iter=2", "train.eval_period=2", "train.checkpointer.period=2"]
+         "train.max_iter=2", "train.eval_period=2", "train.checkpointer.period=2",
+         # The small films' vertebrae (13 px) at the detector config's three quarters.
+         "dataloader.train.mapper.detector_vertebra_height=9.8", "dataloader.test.mapper.detector_vertebra_height=9.8"]
 
 
 @requires_detectron2

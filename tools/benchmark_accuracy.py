@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The paper's two-stage schedule end to end, timed, and one table of what it reaches.
 
-    python tools/benchmark_accuracy.py --output output/benchmark_accuracy [--detector-set KEY=VALUE ...]
-        [--fine-set KEY=VALUE ...] [--eval-set KEY=VALUE ...]
+    python tools/benchmark_accuracy.py [KEY=VALUE ...] --output output/benchmark_accuracy
+        [--detector-set KEY=VALUE ...] [--fine-set KEY=VALUE ...] [--eval-set KEY=VALUE ...]
 
 1. trains the detector config (``configs/xvfa_dino_r50_detector.py``);
 2. trains the fine config (``configs/xvfa_dino_r50_fine.py``) on ground-truth boxes;
@@ -10,10 +10,13 @@
 4. evaluates the config whose model the joined weights are (``configs/xvfa_dino_r50_cpu.py``, the main
    config with the detector config's detector) on them (``--eval-only``).
 
-Each stage runs ``tools/train_net.py`` as its own process, with its log in ``OUTPUT/<stage>/log.txt``;
-``--*-set`` pairs override that stage's config (the budget: ``train.max_iter=...``), and
+Each stage runs ``tools/train_net.py`` as its own process, with its log in ``OUTPUT/<stage>/log.txt``.
+The leading KEY=VALUE pairs apply to every stage (your data: ``dataset.image_root=... dataset.train_json=...
+dataset.val_json=... dataset.view=...``); ``--*-set`` pairs override one stage's config (the budget:
+``train.max_iter=...``), and
 ``--resume`` skips a stage whose results exist. The table gives detection recall and false boxes per
-image, keypoint error (px and % of the posterior height), eps coverage, and AUC, sensitivity and
+image, the share of found vertebrae given their annotated level, keypoint error (px and % of the
+posterior height), the slope of predicted against annotated height reduction d, eps coverage, and AUC, sensitivity and
 specificity at the Youden point for both screening tasks with each of the three scores, the ceiling
 (the annotated keypoints' height reduction), and the wall time of each stage. It is also written
 to ``OUTPUT/table.md``.
@@ -57,8 +60,10 @@ def _train_net(config: str, out: Path, overrides, eval_only=False):
     return cmd + (["--eval-only"] if eval_only else []) + [f"train.output_dir={out}", *overrides]
 
 
-def run_schedule(output: Path, detector_set, fine_set, eval_set, resume: bool) -> dict:
-    """The four stages; returns their wall times in seconds (None for a stage skipped by ``resume``)."""
+def run_schedule(output: Path, detector_set, fine_set, eval_set, resume: bool, shared=()) -> dict:
+    """The four stages, ``shared`` overrides in each; returns their wall times in seconds (None for a
+    stage skipped by ``resume``)."""
+    detector_set, fine_set, eval_set = ([*shared, *pairs] for pairs in (detector_set, fine_set, eval_set))
     times = {}
     stages = [
         ("detector", output / "detector" / "model_final.pth", _train_net("xvfa_dino_r50_detector.py", output / "detector", detector_set)),
@@ -91,15 +96,19 @@ def _fmt(value, digits=3):
 
 def table(fine: dict, end_to_end: dict, times: dict) -> str:
     """The Markdown table of both evaluations: stage-level figures, then screening by score."""
-    lines = ["| evaluation | recall @IoU 0.5 | false boxes / image | median IoU of a match | keypoint error px | % of height | eps coverage |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| evaluation | recall @IoU 0.5 | false boxes / image | median IoU of a match | level correct | "
+             "keypoint error px | % of height | slope of d (r) | eps coverage |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, m in (("fine stage, ground-truth boxes", fine), ("end to end", end_to_end)):
         det, err = m["detection"], m.get("keypoint_error", {})
         relative = err.get("relative_to_posterior_height", {}).get("mean")
+        agreement = m.get("reduction_agreement", {})
         lines.append(
             f"| {name} | {_fmt(det['recall'])} | {_fmt(det.get('false_positives_per_image'), 2)} | {_fmt(det.get('median_iou'), 2)} | "
-            f"{_fmt(err.get('mean_px'), 2)} | "
-            f"{_fmt(None if relative is None else 100 * relative, 1)} | {_fmt(m.get('eps_coverage', {}).get('coverage'))} |"
+            f"{_fmt(det.get('level_accuracy'))} | {_fmt(err.get('mean_px'), 2)} | "
+            f"{_fmt(None if relative is None else 100 * relative, 1)} | "
+            f"{_fmt(agreement.get('slope'), 2)} ({_fmt(agreement.get('correlation'), 2)}) | "
+            f"{_fmt(m.get('eps_coverage', {}).get('coverage'))} |"
         )
     header = "| evaluation | score | " + " | ".join(f"{TASK_LABELS[t]}: AUC | sens. | spec." for t in GRADE_TASKS) + " |"
     lines += ["", f"Alpha {end_to_end.get('alpha')}; vertebra level, at the Youden point. Headline score: {HEADLINE_SCORE}.", "",
@@ -124,6 +133,7 @@ def table(fine: dict, end_to_end: dict, times: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("shared", nargs="*", metavar="KEY=VALUE", help="overrides of every stage's config (the dataset.* values)")
     parser.add_argument("--output", type=Path, default=ROOT / "output" / "benchmark_accuracy")
     parser.add_argument("--detector-set", nargs="*", default=[], metavar="KEY=VALUE", help="detector config overrides")
     parser.add_argument("--fine-set", nargs="*", default=[], metavar="KEY=VALUE", help="fine config overrides")
@@ -135,7 +145,10 @@ def main(argv=None) -> int:
 
     print(f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
           f"CUDA {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}", flush=True)
-    times = run_schedule(args.output, args.detector_set, args.fine_set, args.eval_set, args.resume)
+    bad = [pair for pair in args.shared if "=" not in pair]
+    if bad:
+        parser.error(f"expected KEY=VALUE pairs before the options, got {bad}")
+    times = run_schedule(args.output, args.detector_set, args.fine_set, args.eval_set, args.resume, args.shared)
     text = table(_read_metrics(args.output / "fine" / "vfa_metrics.json"),
                  _read_metrics(args.output / "end_to_end" / "vfa_metrics.json"), times)
     write_atomic(args.output / "table.md", (text + "\n").encode())

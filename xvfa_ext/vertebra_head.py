@@ -9,18 +9,48 @@ from typing import Dict, Optional, Sequence
 import torch
 from torch import nn
 
+from torch.nn import functional as F
+
 from .classification import GSQLoss, ImageClassifier, combine_probabilities
-from .gsq import FuzzyGSQ
+from .gsq import FuzzyGSQ, morphometry
 from .keypoint_head import FEATURE_DIM, KeypointHead
 from .rle import DEFAULT_IMPUTED_WEIGHT, ResidualLogLikelihood
 from .uncertainty import DEFAULT_ALPHA, DEFAULT_NUM_SAMPLES, Uncertainty, estimate_uncertainty
+
+
+def shape_loss(
+    keypoints: torch.Tensor, targets: torch.Tensor, use: torch.Tensor, beta: float = 0.05
+) -> torch.Tensor:
+    """Smooth-L1 loss on a vertebra's shape: its log height ratios (APR, MPR) and its height reduction d.
+
+    Args:
+        keypoints: predicted (N, 6, 2) in pixels (or any frame with equal units on both axes).
+        targets: annotated (N, 6, 2) in the same frame.
+        use: (N,) bool, the vertebrae to count (read, all six points visible).
+    Returns:
+        the mean over the used vertebrae and the three terms (0 where none is used).
+
+    The keypoint density (RLE) weighs each point alone, and the shape of a vertebra is a small
+    difference of its points: with points a few pixels off, the prediction regresses to an average
+    vertebra. This loss prices the shape itself.
+    """
+    pred, true = morphometry(keypoints), morphometry(targets.to(keypoints.dtype))
+    use = use & pred["valid"] & true["valid"]
+    if not bool(use.any()):
+        return keypoints.sum() * 0
+    terms = [
+        torch.log(pred[k][use].clamp_min(1e-3)) - torch.log(true[k][use].clamp_min(1e-3)) for k in ("apr", "mpr")
+    ] + [pred["reduction"][use] - true["reduction"][use]]
+    error = torch.stack(terms, -1)
+    return F.smooth_l1_loss(error, torch.zeros_like(error), beta=beta)
 
 
 class VertebraHead(nn.Module):
     """ResNet-18 keypoints with an RLE density, fuzzy GSQ and an image classifier (eq. 4-8).
 
     ``lambda_kps`` and ``lambda_img`` choose the paper's ablations; the combined probability uses
-    the classifiers whose lambda is positive, and GSQ alone when both are zero. ``regressor`` is
+    the classifiers whose lambda is positive, and GSQ alone when both are zero. ``lambda_shape``
+    weighs :func:`shape_loss` (0: off, the paper's losses alone). ``regressor`` is
     how the keypoint means are made, ``trunk_dtype`` the ResNet-18 trunk's compute type ("auto":
     bfloat16 where the hardware runs it natively), ``compile_inference`` compiles the trunk for
     inference (:class:`KeypointHead`).
@@ -40,10 +70,14 @@ class VertebraHead(nn.Module):
         trunk_dtype: str = "auto",
         compile_inference: bool = False,
         regressor: str = "heatmap",
+        lambda_shape: float = 0.0,
     ):
         super().__init__()
         if lambda_rle < 0:
             raise ValueError(f"lambda_rle must be non-negative, got {lambda_rle}")
+        if lambda_shape < 0:
+            raise ValueError(f"lambda_shape must be non-negative, got {lambda_shape}")
+        self.lambda_shape = lambda_shape
         self.keypoint_head = KeypointHead(
             weights, trunk_dtype=trunk_dtype, compile_inference=compile_inference, regressor=regressor
         )
@@ -60,6 +94,7 @@ class VertebraHead(nn.Module):
         kps_grade, kps_morphology = self.gsq(out["mu"] * box_sizes[:, None, :])
         img_grade, img_morphology = self.image_classifier(out["features"])
         out.update(
+            box_sizes=box_sizes,
             grade_kps=kps_grade,
             morphology_kps=kps_morphology,
             grade_img=img_grade,
@@ -81,7 +116,8 @@ class VertebraHead(nn.Module):
     ) -> Dict[str, torch.Tensor]:
         """``targets``: keypoints (N, 6, 2) in crop coordinates, visible (N, 6), grade, morphology and
         imputed (N,). Returns ``loss_rle``, ``loss_gsq_kps`` and ``loss_gsq_img``, each weighted; the
-        two classification terms also by ``classification_weight`` (a warm-up schedule's)."""
+        two classification terms also by ``classification_weight`` (a warm-up schedule's); and
+        ``loss_shape`` where ``lambda_shape`` is positive."""
         imputed = targets.get("imputed")
         loss_rle = self.density(outputs["mu"], outputs["scale"], targets["keypoints"], targets.get("visible"), imputed)
         losses = self.classification_loss(
@@ -93,6 +129,13 @@ class VertebraHead(nn.Module):
         )
         losses = {name: classification_weight * value for name, value in losses.items()}
         losses["loss_rle"] = self.lambda_rle * loss_rle
+        if self.lambda_shape > 0:
+            sizes = outputs["box_sizes"][:, None, :]
+            visible = targets.get("visible")
+            use = visible.all(-1) if visible is not None else torch.ones(len(sizes), dtype=torch.bool, device=sizes.device)
+            if imputed is not None:
+                use = use & ~imputed
+            losses["loss_shape"] = self.lambda_shape * shape_loss(outputs["mu"] * sizes, targets["keypoints"] * sizes, use)
         return losses
 
     def uncertainty(

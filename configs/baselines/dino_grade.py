@@ -29,3 +29,6 @@ optimizer.params = L(get_default_optimizer_params)(
 dataloader.evaluator.tasks = ("bbox",)
 dataloader.evaluator.alpha = 0.9  # no keypoints: no intervals to cover
 train.output_dir = "./output/baselines/dino_grade"
+# No fine stage to size an image for.
+dataloader.train.mapper.fine_vertebra_height = None
+dataloader.test.mapper.fine_vertebra_height = None

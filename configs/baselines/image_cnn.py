@@ -31,3 +31,6 @@ train.checkpointer.period = 200
 train.seed = 0
 train.clip_grad.enabled = False
 train.output_dir = "./output/baselines/image_cnn"
+# No fine stage to size an image for.
+dataloader.train.mapper.fine_vertebra_height = None
+dataloader.test.mapper.fine_vertebra_height = None

@@ -84,8 +84,9 @@ class VertebraDatasetMapper:
     (``vertebra_height`` pixels tall, by default read from ``dataset_names``' annotations) is that
     many pixels tall in ``image``, and no side of ``image`` is longer than ``max_size``;
     ``fine_image`` is the film at full resolution, or reduced so that the median vertebra is at most
-    ``fine_vertebra_height`` pixels tall. A fixed ``resize_factor`` (the paper's half resolution)
-    may be given instead of ``detector_vertebra_height``. Augmentations apply to ``fine_image``.
+    ``fine_vertebra_height`` pixels tall. A fixed ``resize_factor`` may be given instead of
+    ``detector_vertebra_height``; without either it is 0.5, the paper's half resolution.
+    Augmentations apply to ``fine_image``.
 
     Instances, in ``image`` pixels, carry ``gt_boxes``, ``gt_classes``, ``gt_keypoints`` and per
     vertebra ``gt_grade``, ``gt_morphology`` and ``gt_imputed``. With ``keep_annotations`` the
@@ -108,8 +109,10 @@ class VertebraDatasetMapper:
         self.augmentations = T.AugmentationList(augmentations if augmentations is not None else build_augmentations(is_train))
         self.keep_annotations = keep_annotations or is_train
         names = [dataset_names] if isinstance(dataset_names, str) else list(dataset_names or [])
-        if (resize_factor is None) == (detector_vertebra_height is None):
+        if resize_factor is not None and detector_vertebra_height is not None:
             raise ValueError("give one of resize_factor (a fixed factor) and detector_vertebra_height (vertebra units)")
+        if resize_factor is None and detector_vertebra_height is None:
+            resize_factor = 0.5  # the paper's half resolution
         if resize_factor is not None and resize_factor <= 0:
             raise ValueError(f"resize factor must be positive, got {resize_factor}")
         self.resize_factor = resize_factor
