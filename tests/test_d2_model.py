@@ -198,23 +198,6 @@ def test_classification_losses_wait_for_the_keypoints():
     assert float(outside_trainer["loss_gsq_img"]) == pytest.approx(full["loss_gsq_img"], rel=1e-4)
 
 
-def _doubled(record, folder):
-    """The record's film at twice its size (bicubic) under ``folder``, with its annotations scaled."""
-    import copy
-
-    import cv2
-
-    image = cv2.imread(record["file_name"], cv2.IMREAD_UNCHANGED)
-    path = Path(folder) / "double.png"
-    cv2.imwrite(str(path), cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC))
-    double = copy.deepcopy(record)
-    double.update(file_name=str(path), height=2 * record["height"], width=2 * record["width"])
-    for a in double["annotations"]:
-        a["bbox"] = [2 * v for v in a["bbox"]]
-        a["keypoints"] = [v * (1 if k % 3 == 2 else 2) for k, v in enumerate(a["keypoints"])]
-    return double
-
-
 def test_a_film_and_its_double_size_copy_give_the_same_keypoints(tmp_path):
     """Sizes in vertebra units: a film twice as large (vertebrae twice as tall) is seen at the same
     scale by the detector and the fine stage, so its keypoints in original pixels are the film's."""
@@ -222,11 +205,12 @@ def test_a_film_and_its_double_size_copy_give_the_same_keypoints(tmp_path):
 
     from xvfa_ext.crops import crop_vertebrae
     from xvfa_ext.data import VertebraDatasetMapper
+    from xvfa_ext.scale import write_scaled_film
 
     model, _ = build("xvfa_dino_r50_fine.py", **{"model.roi_head.crop_size": 32, "model.roi_head.num_samples": 50,
                                                  "model.roi_head.head.compile_inference": False})
     record = DatasetCatalog.get("xvfa_synthetic_small_train")[0]
-    double = _doubled(record, tmp_path)
+    double = write_scaled_film(record, 2, tmp_path / "double.png")
     # The small films' vertebrae are about 13 px tall: the fine stage sees them at 10 px, the detector at 6.5.
     mapper = VertebraDatasetMapper(False, [], keep_annotations=True, detector_vertebra_height=6.5,
                                    fine_vertebra_height=10, vertebra_height=13.0)

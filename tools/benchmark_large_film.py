@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Peak memory and time of training and prediction on large 16-bit films, with sizes in vertebra units.
 
-    python tools/benchmark_large_film.py [--config-file configs/xvfa_dino_r50_cpu.py] [--size 3000] [KEY=VALUE ...]
+    python tools/benchmark_large_film.py [--train CONFIG ...] [--predict CONFIG] [--size 3000] [KEY=VALUE ...]
 
 A synthetic radiograph is enlarged to SIZE x SIZE pixels and written as a 16-bit PNG with its
-annotations scaled alike (vertebrae about SIZE/20 px tall). In a fresh process each, the config's
-training mapper and model take one training step on a batch of the config's size of such films, and
-its test mapper and model predict on one film (the detector's threshold at 0, so that the fine stage
-runs on every box it keeps). Each process reports its peak resident memory (``ru_maxrss``), the
-sizes the films were resized to, and the wall time. Weights are random: this measures memory and
+annotations scaled alike (vertebrae about SIZE/20 px tall). In a fresh process each: every
+``--train`` config's training mapper and model take one training step on a batch of that config's
+size of such films (by default the two stages as a CPU trains them: the detector config and the fine
+config), and the ``--predict`` config's test mapper and model predict on one film (the detector's
+threshold at 0, so that the fine stage runs on every box it keeps). Each process reports its peak
+resident memory (``ru_maxrss``), the sizes the films were resized to, and the wall time (the first
+prediction includes compiling the keypoint trunk). Weights are random: this measures memory and
 time, not accuracy.
 """
 
@@ -85,6 +87,7 @@ def measure(mode: str, config_file: str, record: dict, overrides) -> dict:
     seconds = time.perf_counter() - start
     return {
         "mode": mode,
+        "config": Path(config_file).name,
         "films": len(inputs),
         "detector_input": list(inputs[0]["image"].shape[1:]),
         "fine_image": list(inputs[0].get("fine_image", inputs[0]["image"]).shape[1:]),
@@ -96,7 +99,13 @@ def measure(mode: str, config_file: str, record: dict, overrides) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config-file", default=str(ROOT / "configs" / "xvfa_dino_r50_cpu.py"))
+    configs = ROOT / "configs"
+    parser.add_argument("--train", nargs="+", metavar="CONFIG", default=[str(configs / "xvfa_dino_r50_detector.py"),
+                                                                       str(configs / "xvfa_dino_r50_fine.py")],
+                        help="configs to take one training step with")
+    parser.add_argument("--predict", metavar="CONFIG", default=str(configs / "xvfa_dino_r50_cpu.py"),
+                        help="the config to predict with")
+    parser.add_argument("--config-file", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=3000, help="the film's side in pixels")
     parser.add_argument("--mode", choices=("train", "predict"), help=argparse.SUPPRESS)
     parser.add_argument("--record", help=argparse.SUPPRESS)
@@ -112,18 +121,18 @@ def main(argv=None) -> int:
         record = write_film(Path(tmp), args.size)
         record_file = Path(tmp) / "record.json"
         record_file.write_text(json.dumps(record))
-        print(f"{args.size}x{args.size} 16-bit film, median vertebra {record['vertebra_height']} px; {args.config_file}")
+        print(f"{args.size}x{args.size} 16-bit film, median vertebra {record['vertebra_height']} px")
         rows = []
-        for mode in ("train", "predict"):
-            cmd = [sys.executable, __file__, "--config-file", args.config_file, "--mode", mode, "--record", str(record_file), *args.opts]
+        for mode, config in [("train", c) for c in args.train] + [("predict", args.predict)]:
+            cmd = [sys.executable, __file__, "--config-file", config, "--mode", mode, "--record", str(record_file), *args.opts]
             result = subprocess.run(cmd, capture_output=True, text=True)
             if result.returncode != 0:
                 sys.exit(f"benchmark_large_film: {mode} failed:\n" + "\n".join(result.stderr.splitlines()[-15:]))
             rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
-    print("| mode | films | detector input | fine image | wall time, s | peak memory, GiB | CPU |")
-    print("|---|---|---|---|---|---|---|")
+    print("| mode | config | films | detector input | fine image | wall time, s | peak memory, GiB | CPU |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['mode']} | {r['films']} | {'x'.join(map(str, r['detector_input']))} | {'x'.join(map(str, r['fine_image']))} | "
+        print(f"| {r['mode']} | {r['config']} | {r['films']} | {'x'.join(map(str, r['detector_input']))} | {'x'.join(map(str, r['fine_image']))} | "
               f"{r['seconds']} | {r['peak_rss_gib']} | {r['cpu']} |")
     return 0
 

@@ -136,14 +136,13 @@ def main(args):
     cfg = LazyConfig.apply_overrides(cfg, args.opts)
     model = None
     try:
-        register_from_config(cfg)
-        if not args.eval_only:
+        if not args.eval_only and not args.resume:
             from xvfa_ext.modeling import fetch_weights
 
-            # Weights to download are fetched now: offline, one line and exit 2.
-            if not args.resume:
-                fetch_weights(cfg.train.init_checkpoint)
-        else:
+            # Weights to download are fetched first: offline, one line and exit 2.
+            fetch_weights(cfg.train.init_checkpoint)
+        register_from_config(cfg)
+        if args.eval_only:
             from xvfa_ext.modeling import XVFACheckpointer, XVFAEnsemble
 
             # Built and loaded before anything is written: a wrong weights file is one line, exit 2.

@@ -85,3 +85,23 @@ def resize_factors(
     if fine_height is not None:
         fine = min(1.0, check_height(fine_height, "the fine stage's vertebra height") / vertebra_height)
     return ImageScale(fine=fine, detector=detector)
+
+
+def write_scaled_film(record: dict, factor: float, path) -> dict:
+    """A copy of a detectron2 dataset dict's film resized by ``factor`` (bicubic, same bit depth),
+    written to ``path``, and the dict for it with its size, boxes and keypoints scaled alike."""
+    import copy
+
+    import cv2
+
+    image = cv2.imread(str(record["file_name"]), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError(f"{record['file_name']}: cannot decode the image")
+    if not cv2.imwrite(str(path), cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)):
+        raise ValueError(f"{path}: cannot write the scaled film")
+    scaled = copy.deepcopy(record)
+    scaled.update(file_name=str(path), height=round(factor * record["height"]), width=round(factor * record["width"]))
+    for a in scaled.get("annotations", []):
+        a["bbox"] = [factor * v for v in a["bbox"]]
+        a["keypoints"] = [v if k % 3 == 2 else factor * v for k, v in enumerate(a["keypoints"])]
+    return scaled
