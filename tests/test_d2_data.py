@@ -258,3 +258,68 @@ def test_the_detector_fine_tuning_config_reads_only_fully_read_images(small, tmp
         else:
             with pytest.raises(DatasetError, match="no image has every vertebra read"):
                 instantiate(cfg.dataloader.train.dataset)
+
+
+@pytest.mark.parametrize("config, detector, fine", [
+    ("xvfa_dino_r50.py", (256, 192), (512, 384)),  # the paper's half resolution
+    ("xvfa_dino_r50_cpu.py", (384, 288), (512, 384)),  # three quarters
+    ("xvfa_dino_r50_detector.py", (384, 288), (512, 384)),
+    ("xvfa_dino_r50_smoke.py", (128, 96), (256, 192)),
+])
+def test_the_synthetic_films_keep_their_sizes_in_vertebra_units(config, detector, fine):
+    """Sizes in vertebra units give the synthetic films the sizes the fixed factors gave them, so
+    that what was measured on them holds; and the configs record the training data's scale."""
+    from pathlib import Path
+
+    from detectron2.config import LazyConfig, instantiate
+    from detectron2.data import DatasetCatalog
+
+    from xvfa_ext.data import register_from_config
+
+    cfg = LazyConfig.load(str(Path(__file__).resolve().parents[1] / "configs" / config))
+    register_from_config(cfg)
+    assert cfg.dataset.vertebra_height > 0
+    for part in ("train", "test"):
+        record = DatasetCatalog.get(cfg.dataloader[part].dataset.names)[0]
+        out = instantiate(cfg.dataloader[part].mapper)(record)
+        assert tuple(out["image"].shape[1:]) == detector and tuple(out["fine_image"].shape[1:]) == fine
+
+
+def test_vertebra_height_is_read_from_the_files_or_computed_and_logged(small, tmp_path, caplog):
+    from detectron2.data import MetadataCatalog
+
+    from xvfa_ext.data import register_vertebra_coco
+    from xvfa_ext.data.datasets import dataset_vertebra_height
+    from xvfa_ext.scale import median_vertebra_height
+
+    root, paths = small
+    coco = json.loads(paths["trainval"].read_text())
+    recorded = coco["info"]["vertebra_height_px"]
+    register_vertebra_coco("xvfa_test_height", str(paths["trainval"]), str(root / "images"))
+    assert dataset_vertebra_height("xvfa_test_height") == recorded
+    del coco["info"]["vertebra_height_px"]
+    coco["annotations"] = coco["annotations"][:5]
+    bare = tmp_path / "bare.json"
+    bare.write_text(json.dumps(coco))
+    register_vertebra_coco("xvfa_test_height_bare", str(bare), str(root / "images"))
+    with caplog.at_level(logging.INFO):
+        height = dataset_vertebra_height("xvfa_test_height_bare")
+    assert height == median_vertebra_height(coco["annotations"]) and height != recorded
+    assert "records no vertebra_height_px" in caplog.text and MetadataCatalog.get("xvfa_test_height_bare").vertebra_height == height
+
+
+def test_long_films_are_bounded_and_scaled_by_their_vertebrae(small, tmp_path):
+    import cv2
+
+    from xvfa_ext.data import VertebraDatasetMapper
+
+    path = tmp_path / "long.png"
+    cv2.imwrite(str(path), (np.random.default_rng(0).integers(0, 65535, (3000, 1200))).astype(np.uint16))
+    record = {"file_name": str(path), "height": 3000, "width": 1200, "image_id": 1}
+    out = VertebraDatasetMapper(False, [], detector_vertebra_height=20, fine_vertebra_height=64, vertebra_height=150)(record)
+    assert tuple(out["image"].shape[1:]) == (422, 169)  # 20 / 150 = 0.133, on the 1/64 grid 9 / 64
+    assert tuple(out["fine_image"].shape[1:]) == (1280, 512)  # 64 / 150
+    bounded = VertebraDatasetMapper(False, [], detector_vertebra_height=20, vertebra_height=20, max_size=1000)(record)
+    assert max(bounded["image"].shape[1:]) == 1000
+    with pytest.raises(ValueError, match="one of resize_factor"):
+        VertebraDatasetMapper(False, [], resize_factor=0.5, detector_vertebra_height=20, vertebra_height=20)
