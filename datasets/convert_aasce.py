@@ -15,7 +15,8 @@ heights. The rows go through ``convert_points.py``'s corner route: each middle p
 its endplate, and the files say ``"middles": "from_corners"`` and ``"view": "frontal"``. Grades come
 from the crisp GSQ of the points (``"graded_by": "gsq"``). The patient is the number before the
 letter in the file name (``...-162 A AP.jpg`` is patient 162); a name without one is its own patient.
-A corner beyond its film is an error; ``--outside drop`` leaves that vertebra out and names it.
+A corner beyond its film is an error; ``--outside drop`` leaves that vertebra out and names it. The
+levels T1-L5 are given top to bottom by position (a film that lists a vertebra out of order is named).
 
 ``training`` is split by patient into train (85%) and val (15%), with five folds stratified by each
 patient's worst grade; ``test`` is written whole into ``test.json``. Nothing is written on any error.
@@ -58,8 +59,9 @@ def _read_lines(path: Path) -> List[str]:
 
 def read_rows(root: Path, split: str, outside: str = "error") -> Tuple[List[Dict], List[str]]:
     """One row per vertebra, as ``convert_points.read_rows`` gives them, in pixels of each film, and
-    what was left out. A vertebra with a corner beyond its film is an error, or with
-    ``outside="drop"`` left out and named in the second list."""
+    notes: what was left out (a vertebra with a corner beyond its film is an error, or with
+    ``outside="drop"`` left out and named) and which films list their vertebrae out of order (the
+    levels T1-L5 are given top to bottom by the corners' mean height)."""
     labels, image_dir = root / "labels" / split, root / "data" / split
     names = [line.strip() for line in _read_lines(labels / "filenames.csv")]
     landmarks_path = labels / "landmarks.csv"
@@ -70,7 +72,7 @@ def read_rows(root: Path, split: str, outside: str = "error") -> Tuple[List[Dict
         landmark_lines.pop()
     if len(names) != len(landmark_lines):
         raise ConversionError(f"{labels}: filenames.csv names {len(names)} films, landmarks.csv has {len(landmark_lines)} rows")
-    rows, errors, dropped = [], [], []
+    rows, errors, dropped, reordered = [], [], [], []
     for line, (name, text) in enumerate(zip(names, landmark_lines), start=1):
         where = f"{landmarks_path}, line {line} ({name})"
         try:
@@ -92,9 +94,14 @@ def read_rows(root: Path, split: str, outside: str = "error") -> Tuple[List[Dict
         height, width = image.shape[:2]
         corners = np.stack([values[:NUM_LANDMARKS] * width, values[NUM_LANDMARKS:] * height], -1).reshape(len(LEVELS), 4, 2)
         fractions = np.stack([values[:NUM_LANDMARKS], values[NUM_LANDMARKS:]], -1).reshape(len(LEVELS), 4, 2)
+        # Levels follow position, top to bottom: a few films list a vertebra out of that order.
+        order = np.argsort(corners[:, :, 1].mean(1), kind="stable")
+        if (order != np.arange(len(LEVELS))).any():
+            reordered.append(name)
+        corners, fractions = corners[order], fractions[order]
         for level, xy, fraction in zip(LEVELS, corners, fractions):
             if (fraction < 0).any() or (fraction > 1).any():
-                message = f"{where}, {level}: a corner lies beyond the film ({fraction.min():.4f} to {fraction.max():.4f} of its size)"
+                message = f"left out: {where}, {level}: a corner lies beyond the film ({fraction.min():.4f} to {fraction.max():.4f} of its size)"
                 (dropped if outside == "drop" else errors).append(message)
                 continue
             try:
@@ -110,11 +117,13 @@ def read_rows(root: Path, split: str, outside: str = "error") -> Tuple[List[Dict
         raise ConversionError("\n".join(errors[:50] + more))
     if not rows:
         raise ConversionError(f"{labels}: no films listed")
-    return rows, dropped
+    notes = dropped + [f"{landmarks_path}: {name} lists its vertebrae out of top-to-bottom order; levels follow position"
+                       for name in reordered]
+    return rows, notes
 
 
 def convert(root: Path, split: str, out: Path, seed: int = 0, outside: str = "error") -> Tuple[Dict[str, Path], List[str]]:
-    """Convert and write; the paths written and the vertebrae left out (``outside="drop"``)."""
+    """Convert and write; the paths written and the notes of :func:`read_rows`."""
     image_dir = root / "data" / split
     check_destination(image_dir, out)
     rows, dropped = read_rows(root, split, outside)
@@ -139,7 +148,7 @@ def main(argv=None) -> int:
         print(f"convert_aasce.py: {exc}", file=sys.stderr)
         return 1
     for message in dropped:
-        print(f"convert_aasce.py: left out: {message}", file=sys.stderr)
+        print(f"convert_aasce.py: {message}", file=sys.stderr)
     print(f"wrote {', '.join(p.name for p in paths.values())} to {paths['trainval'].parent} "
           f"(images under {args.root / 'data' / args.split})")
     return 0

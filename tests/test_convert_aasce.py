@@ -110,6 +110,25 @@ def test_a_corner_beyond_its_film_is_named_or_left_out_on_request(tmp_path, caps
     assert len(coco["annotations"]) == 3 * 17 - 1
 
 
+def test_levels_follow_position_when_a_film_lists_its_vertebrae_out_of_order(tmp_path, capsys):
+    corners = write_aasce(tmp_path / "aasce", NAMES[:3])
+    path = tmp_path / "aasce" / "labels" / "training" / "landmarks.csv"
+    rows = [line.split(",") for line in path.read_text().splitlines()]
+    # Film 1 lists its lowest vertebra first.
+    for axis in (0, 68):
+        values = rows[0][axis:axis + 68]
+        rows[0][axis:axis + 68] = values[64:] + values[:64]
+    path.write_text("\n".join(",".join(r) for r in rows) + "\n")
+    assert convert_aasce.main(["--root", str(tmp_path / "aasce"), "--split", "training", "--output", str(tmp_path / "o")]) == 0
+    assert f"{NAMES[0]} lists its vertebrae out of top-to-bottom order" in capsys.readouterr().err
+    coco = json.loads((tmp_path / "o" / "annotations" / "trainval.json").read_text())
+    first = next(img["id"] for img in coco["images"] if img["file_name"] == NAMES[0])
+    for a in coco["annotations"]:
+        if a["image_id"] == first:
+            level = convert_aasce.LEVELS.index(a["level"])
+            np.testing.assert_allclose(np.asarray(a["keypoints"]).reshape(6, 3)[0, :2], corners[NAMES[0]][level][0], atol=0.02)
+
+
 def test_mismatched_label_files_are_an_error(tmp_path, capsys):
     write_aasce(tmp_path / "aasce", NAMES[:3])
     (tmp_path / "aasce" / "labels" / "training" / "filenames.csv").write_text("\n".join(NAMES[:2]) + "\n")
