@@ -7,8 +7,8 @@ peak memory of each (a fresh process per model: resident memory on CPU, allocate
 
     python tools/benchmark.py [--config-file configs/xvfa_dino_r50.py] [--batch 2] [--iters 5] [KEY=VALUE ...]
 
-Trailing KEY=VALUE pairs override the config, e.g. dataloader.test.mapper.resize_factor=1.0 for
-full-resolution detector inputs.
+Trailing KEY=VALUE pairs override the config, e.g. dataloader.test.mapper.detector_vertebra_height=26.33 for the
+synthetic films at full resolution.
 """
 
 import argparse
@@ -30,12 +30,11 @@ def _batches(cfg, batch_size: int):
     from detectron2.config import instantiate
     from detectron2.data import DatasetCatalog
 
-    from xvfa_ext.data import VertebraDatasetMapper
-
     records = DatasetCatalog.get(cfg.dataloader.train.dataset.names)[:batch_size]
     test_mapper = instantiate(cfg.dataloader.test.mapper)
-    # The training batch as the test mapper makes it, with its annotations: no random augmentation.
-    train_mapper = VertebraDatasetMapper(True, [], resize_factor=cfg.dataloader.test.mapper.resize_factor)
+    # The training batch as the test mapper makes it (its sizes, no random augmentation), with annotations.
+    cfg.dataloader.test.mapper.is_train = True
+    train_mapper = instantiate(cfg.dataloader.test.mapper)
     return [train_mapper(r) for r in records], [test_mapper(r) for r in records]
 
 
