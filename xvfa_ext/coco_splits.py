@@ -43,12 +43,12 @@ def _split_patients(patients: List[str], seed: int, fractions: Dict[str, float])
 
 
 def worst_grades(images: List[Dict], annotations: List[Dict]) -> Dict[str, int]:
-    """Each patient's worst annotated grade (0 for a patient without a graded vertebra)."""
+    """Each patient's worst grade of a read vertebra (0 for a patient without one; imputed ones do not count)."""
     patient_of = {img["id"]: str(img["patient_id"]) for img in images}
     worst = {p: 0 for p in patient_of.values()}
     for a in annotations:
         p = patient_of.get(a["image_id"])
-        if p is not None and a.get("grade") is not None:
+        if p is not None and a.get("grade") is not None and not a.get("imputed", False):
             worst[p] = max(worst[p], int(a["grade"]))
     return worst
 
