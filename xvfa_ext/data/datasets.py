@@ -103,6 +103,8 @@ def load_vertebra_coco(json_file: str, image_root: str, dataset_name: Optional[s
     and ``patient_id`` per image; errors name the file and the problem."""
     data = _read_json(json_file)
     _check_annotations(json_file, data)
+    if dataset_name is not None:  # what the file records of its vertebrae's size, read once here
+        MetadataCatalog.get(dataset_name).set(recorded_vertebra_height=data.get("info", {}).get(INFO_KEY))
     records = load_coco_json(json_file, image_root, dataset_name, extra_annotation_keys=list(EXTRA_ANNOTATION_KEYS))
     patients = {img["id"]: str(img.get("patient_id", img["id"])) for img in data["images"]}
     keep = set(image_ids) if image_ids is not None else None
@@ -185,15 +187,13 @@ def dataset_vertebra_height(names) -> float:
     (one name or several, pooled), kept in their metadata: the ``vertebra_height_px`` of their COCO
     files' ``info``, or computed from their annotations (and logged) where a file does not record it."""
     names = [names] if isinstance(names, str) else list(names)
-    heights, annotations = [], []
+    heights = []
     for name in names:
         meta = MetadataCatalog.get(name)
         if meta.get("vertebra_height", None) is None:
-            records = DatasetCatalog.get(name)  # first, so that a lazily written file exists
+            records = DatasetCatalog.get(name)  # load_vertebra_coco keeps the file's recorded height
             json_file = meta.get("json_file", None)
-            height = None
-            if json_file and os.path.isfile(json_file):
-                height = _read_json(json_file).get("info", {}).get(INFO_KEY)
+            height = meta.get("recorded_vertebra_height", None)
             if height is None:
                 height = median_vertebra_height(a for r in records for a in r.get("annotations", []))
                 if height is None:
