@@ -111,7 +111,7 @@ def read_rows(root: Path, split: str, outside: str = "error") -> Tuple[List[Dict
                 errors.append(f"{where}, {level}: {exc}")
                 continue
             rows.append({"line": line, "image": name, "level": level, "points": points, "grade": None,
-                         "morphology": None, "patient_id": patient_of(name)})
+                         "morphology": None, "patient_id": patient_of(name), "image_size": (height, width)})
     if errors:
         more = [f"... and {len(errors) - 50} more"] if len(errors) > 50 else []
         raise ConversionError("\n".join(errors[:50] + more))

@@ -151,22 +151,27 @@ def check_points(points: np.ndarray) -> None:
 
 
 def build_coco(rows: List[Dict], image_dir: Path, csv_path: Path, middles: str = "read"):
-    """COCO images and annotations; images read once each, points checked against their size."""
+    """COCO images and annotations; images read once each, points checked against their size. A
+    row whose caller read its image already gives its ``image_size`` (height, width), and that
+    image is not read again."""
     images, annotations, errors = {}, [], []
     for row in rows:
         name = row["image"]
         if name not in images:
-            try:
-                gray, _, patient = read_radiograph(image_dir / name)
-            except ValueError as exc:
-                errors.append(f"{csv_path}, line {row['line']}: {exc}")
-                images[name] = None
-                continue
+            size, patient = row.get("image_size"), None
+            if size is None:
+                try:
+                    gray, _, patient = read_radiograph(image_dir / name)
+                except ValueError as exc:
+                    errors.append(f"{csv_path}, line {row['line']}: {exc}")
+                    images[name] = None
+                    continue
+                size = gray.shape[:2]
             images[name] = {
                 "id": len(images) + 1,
                 "file_name": name,
-                "height": int(gray.shape[0]),
-                "width": int(gray.shape[1]),
+                "height": int(size[0]),
+                "width": int(size[1]),
                 "patient_id": row["patient_id"] or patient or Path(name).stem,
             }
         image = images[name]
