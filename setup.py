@@ -13,6 +13,7 @@ setup(
         "torchvision>=0.16",
         "fvcore>=0.1.5",
         "pydicom>=3.0",
+        "highdicom>=0.22",
         "nflows>=0.14",
         "numpy",
         "scikit-learn>=1.3",
@@ -22,5 +23,9 @@ setup(
         "tensorboard",
         "tqdm",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={
+        "test": ["pytest>=7"],
+        # compressed DICOM (JPEG, JPEG-LS, JPEG 2000) through pydicom's pylibjpeg handlers
+        "dicom": ["pylibjpeg>=2.0", "pylibjpeg-libjpeg>=2.1", "pylibjpeg-openjpeg>=2.3"],
+    },
 )

@@ -1,5 +1,7 @@
 """Explainable vertebral fracture assessment (XVFA): GSQ rules, keypoint density and screening."""
 
+__version__ = "0.1.0"
+
 from .gsq import GRADES, MORPHOLOGIES
 from .layout import KEYPOINT_NAMES
 from .reports import classify_keypoints

@@ -1,7 +1,14 @@
-"""Reading radiographs: PNG, JPEG and TIFF through OpenCV, DICOM through pydicom, with clear errors."""
+"""Reading radiographs: PNG, JPEG and TIFF through OpenCV, DICOM through pydicom, with clear errors.
 
+DICOM is recognised by content (the ``DICM`` mark after the preamble), so extensionless PACS
+exports are read too; compressed transfer syntaxes decode through pydicom's pixel handlers where
+installed (``pip install xvfa_ext[dicom]``: pylibjpeg with its JPEG, JPEG-LS and JPEG 2000 plugins).
+"""
+
+import glob
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -34,7 +41,22 @@ def _to_uint8(pixels: np.ndarray, path: Path) -> np.ndarray:
     return np.round((pixels - low) / (high - low) * 255).astype(np.uint8)
 
 
-def _read_dicom(path: Path) -> Tuple[np.ndarray, Optional[Tuple[float, float]], Optional[str]]:
+UID_FIELDS = {"study_uid": "StudyInstanceUID", "series_uid": "SeriesInstanceUID", "sop_uid": "SOPInstanceUID"}
+
+
+@dataclass
+class Film:
+    """One radiograph as read: an 8-bit grayscale ``image`` (H, W); the pixel spacing (row, column)
+    in mm, the patient id and the study, series and SOP instance UIDs where the file says so (DICOM)."""
+
+    path: Path
+    image: np.ndarray
+    pixel_spacing: Optional[Tuple[float, float]] = None
+    patient_id: Optional[str] = None
+    uids: Dict[str, str] = field(default_factory=dict)
+
+
+def _read_dicom(path: Path) -> Film:
     import pydicom
     from pydicom.errors import InvalidDicomError
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -55,12 +77,18 @@ def _read_dicom(path: Path) -> Tuple[np.ndarray, Optional[Tuple[float, float]], 
         image = 255 - image  # MONOCHROME1 shows low values bright
     spacing = getattr(ds, "PixelSpacing", None) or getattr(ds, "ImagerPixelSpacing", None)
     spacing = (float(spacing[0]), float(spacing[1])) if spacing else None
-    return image, spacing, str(getattr(ds, "PatientID", "") or "") or None
+    uids = {key: str(ds.get(tag)) for key, tag in UID_FIELDS.items() if ds.get(tag)}
+    return Film(path, image, spacing, str(getattr(ds, "PatientID", "") or "") or None, uids)
 
 
 def read_radiograph(path) -> Tuple[np.ndarray, Optional[Tuple[float, float]], Optional[str]]:
-    """``(image, pixel_spacing, patient_id)``: an 8-bit grayscale image; the spacing (row, column)
-    in mm and the patient id where the file says so (DICOM), else None."""
+    """``(image, pixel_spacing, patient_id)`` of :func:`read_film`."""
+    film = read_film(path)
+    return film.image, film.pixel_spacing, film.patient_id
+
+
+def read_film(path) -> Film:
+    """The :class:`Film` in ``path`` (PNG, JPEG, TIFF or DICOM); ValueError naming the file otherwise."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
@@ -76,5 +104,59 @@ def read_radiograph(path) -> Tuple[np.ndarray, Optional[Tuple[float, float]], Op
     if pixels.dtype == np.uint8:
         if pixels.size == 0:
             raise ValueError(f"{path}: the image is empty")
-        return pixels, None, None
-    return _to_uint8(pixels, path), None, None
+        return Film(path, pixels)
+    return Film(path, _to_uint8(pixels, path))
+
+
+def _dicomdir_images(path: Path) -> List[Path]:
+    """The image files a DICOMDIR lists (pydicom's FileSet), in its order."""
+    from pydicom.errors import InvalidDicomError
+    from pydicom.fileset import FileSet
+
+    try:
+        fileset = FileSet(str(path))
+    except (InvalidDicomError, ValueError, AttributeError, KeyError, OSError) as exc:
+        raise ValueError(f"{path}: not a readable DICOMDIR ({exc})") from None
+    return [Path(instance.path) for instance in fileset if getattr(instance, "DirectoryRecordType", "IMAGE") == "IMAGE"]
+
+
+def is_dicomdir(path: Path) -> bool:
+    return path.name.upper() == "DICOMDIR" and is_dicom(path)
+
+
+def find_radiographs(patterns) -> Tuple[List[Path], List[str]]:
+    """The radiographs named by files, folders (searched recursively) and globs, once each in the
+    order given, and the names that matched nothing.
+
+    In a folder, a file is kept by its suffix (PNG, JPEG, TIFF) or, whatever its name, by DICOM
+    content; a DICOMDIR (named or found) stands for the images it lists.
+    """
+    files: List[Path] = []
+    missing: List[str] = []
+
+    def add(path: Path, explicit: bool) -> None:
+        if is_dicomdir(path):
+            files.extend(_dicomdir_images(path))
+        elif explicit or path.suffix.lower() in IMAGE_SUFFIXES or is_dicom(path):
+            files.append(path)
+
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            for p in sorted(q for q in path.rglob("*") if q.is_file() and not q.name.startswith(".")):
+                add(p, explicit=False)
+        elif path.is_file():
+            add(path, explicit=True)
+        else:
+            matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+            for p in matches:
+                add(p, explicit=False)
+            if not matches:
+                missing.append(pattern)
+    seen, unique = set(), []
+    for f in files:
+        key = f.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(f)
+    return unique, missing

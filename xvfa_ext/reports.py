@@ -28,15 +28,65 @@ def classify_keypoints(
     return [dict(keypoints=k.tolist(), **f) for k, f in zip(kps, gsq_fields(kps, pixel_spacing, thresholds))]
 
 
-def patient_summary(vertebrae: List[Dict]) -> Dict:
-    """The worst grade, the count of moderate and severe vertebrae, and the screening flag."""
+# The task the screening flag answers, and the CSV's scores: normal+mild vs moderate+severe.
+SCREENING_TASK = "normal_mild_vs_moderate_severe"
+
+
+def screening_rule(threshold="grade", operating_points: Optional[Dict] = None) -> Dict:
+    """How ``screening_positive`` is decided, as the report states it.
+
+    Args:
+        threshold: ``"grade"`` (the most likely grade is moderate or worse), ``"youden"`` (the
+            Youden points of ``operating_points``, :func:`xvfa_ext.bundle.operating_points`) or a
+            number P: a vertebra is positive when its headline screening score is at least P, a
+            patient when its worst vertebra's is.
+        operating_points: the model's, needed for ``"youden"``.
+    """
+    if threshold == "grade":
+        return {"rule": "grade", "description": "positive where the most likely grade is moderate or severe"}
+    score = operating_points["headline"] if operating_points else "sampled_mean"
+    if threshold == "youden":
+        if not operating_points:
+            raise ValueError("--threshold youden needs a model exported with the vfa_metrics.json of an evaluation")
+        vertebra = operating_points["vertebra"].get(score, {}).get(SCREENING_TASK)
+        patient = operating_points.get("patient", {}).get(score, {}).get(SCREENING_TASK, vertebra)
+        if vertebra is None:
+            raise ValueError(f"the model's operating points have no {SCREENING_TASK} threshold for {score}")
+        return {"rule": "youden", "score": score, "task": SCREENING_TASK, "vertebra": vertebra, "patient": patient,
+                "description": f"Youden points of the model's evaluation on its {score} score"}
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError):
+        raise ValueError(f"threshold must be 'grade', 'youden' or a probability, got {threshold!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"threshold must be a probability in [0, 1], got {value:g}")
+    point = {"threshold": value}
+    return {"rule": "fixed", "score": score, "task": SCREENING_TASK, "vertebra": point, "patient": point,
+            "description": f"{score} score at least {value:g}"}
+
+
+def vertebra_positive(vertebra: Dict, rule: Optional[Dict] = None) -> bool:
+    """Whether one vertebra's record is screening positive under ``rule`` (:func:`screening_rule`)."""
+    if rule is None or rule["rule"] == "grade":
+        return GRADES.index(vertebra["grade"]) >= SCREENING_GRADE
+    return vertebra["screening_scores"][rule["task"]][rule["score"]] >= rule["vertebra"]["threshold"]
+
+
+def patient_summary(vertebrae: List[Dict], rule: Optional[Dict] = None) -> Dict:
+    """The worst grade, the count of moderate and severe vertebrae, and the screening flag under
+    ``rule`` (:func:`screening_rule`; by default the most likely grade). No vertebra found: normal."""
     grades = [GRADES.index(v["grade"]) for v in vertebrae]
     worst = max(grades, default=0)
+    if rule is None or rule["rule"] == "grade":
+        positive = worst >= SCREENING_GRADE
+    else:
+        score = max((v["screening_scores"][rule["task"]][rule["score"]] for v in vertebrae), default=0.0)
+        positive = score >= rule["patient"]["threshold"]
     return {
         "vertebrae": len(vertebrae),
         "worst_grade": GRADES[worst],
         "moderate_or_severe": sum(g >= SCREENING_GRADE for g in grades),
-        "screening_positive": worst >= SCREENING_GRADE,
+        "screening_positive": bool(positive),
     }
 
 
@@ -48,8 +98,6 @@ CSV_FIELDS = (
     + [f"score_{name}" for name in SCORES]
     + ["explanation"]
 )
-# The CSV's scores are those of the screening flag's task.
-_CSV_TASK = "normal_mild_vs_moderate_severe"
 
 
 def csv_row(image: str, vertebra: Dict) -> Dict:
@@ -73,6 +121,6 @@ def csv_row(image: str, vertebra: Dict) -> Dict:
         **{name: round(vertebra["ratios"][name], 4) for name, _ in RATIO_NAMES},
         "reduction": round(vertebra["reduction"], 4),
         "mean_eps_px": round(float(keypoint_array(vertebra, "eps_px").mean()), 3),
-        **{f"score_{name}": round(value, 6) for name, value in vertebra["screening_scores"][_CSV_TASK].items()},
+        **{f"score_{name}": round(value, 6) for name, value in vertebra["screening_scores"][SCREENING_TASK].items()},
         "explanation": vertebra["explanation"],
     }
