@@ -480,7 +480,7 @@ def _write_film(predictor: VFAPredictor, item: FilmItem, instances: Instances, s
     if not ok:
         raise ValueError("the drawing could not be encoded as PNG")
     write_atomic(stem.with_name(f"{stem.name}.png"), png.tobytes())
-    if options.dicom_out:
+    if options.dicom_out and item.film.uids.get("sop_uid"):  # a PNG has no study to report into
         from .dicom_io import write_dicom_outputs
 
         write_dicom_outputs(item.film, report, predictor.draw(item.film, report, 1.0), stem)
