@@ -122,7 +122,7 @@ def test_predict_with_two_weights_reports_both_spreads_and_draws_them(two_models
                   "--boxes", boxes, "--weights", *paths, "model.roi_head.num_samples=50")
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((out / f"{Path(record['file_name']).stem}.json").read_text())
-    assert report["weights"] == [str(p) for p in paths]
+    assert report["model"]["weights"] == [str(p) for p in paths] and len(report["model"]["hash"]) == 64
     assert len(report["vertebrae"]) == len(record["annotations"])
     spreads = [k["epistemic_px"] for v in report["vertebrae"] for k in v["keypoints"].values()]
     assert min(spreads) >= 0 and max(spreads) > 0

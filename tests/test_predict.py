@@ -44,7 +44,7 @@ def test_predict_reports_dicom_and_names_the_corrupt_file(tmp_path):
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 1, result.stderr[-2000:]
     assert "broken.png: cannot decode the image" in result.stderr
-    assert "3 of 4 inputs predicted" in result.stderr
+    assert "3 of 4 films predicted" in result.stderr
 
     for stem in ("scan0", "scan1", "scan"):
         assert cv2.imread(str(out / f"{stem}.png")) is not None

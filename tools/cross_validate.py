@@ -23,6 +23,11 @@ fold writes is under ``DIR/<variant>/fold{k}/``; its console output goes to ``tr
 - ``--resume`` keeps every fold whose ``model_final.pth`` and ``vfa_metrics.json`` exist, evaluates a
   trained fold that has no metrics, and resumes an interrupted training from its last checkpoint.
 - ``--eval-only`` builds the tables from the fold outputs there are; a missing fold is an error.
+- ``--launcher local|slurm`` runs the folds in parallel as submitit jobs (logs under
+  ``DIR/submitit/``): ``local`` as processes of this machine, ``--parallel`` at a time, each with
+  cores / parallel threads; ``slurm`` as Slurm jobs (``--slurm-partition``, ``--gpus-per-job``,
+  ``--timeout-min``). The random forest runs after the full model's folds it reads. Without
+  ``--launcher`` the folds run one after the other in this process's children.
 - ``--ensemble`` also evaluates each variant's fold models as one ensemble on the test split
   (``DIR/<variant>/ensemble/``) and writes ``DIR/ensemble.md``: one fold model against the ensemble,
   with the spread between models (epistemic) beside the mean RLE interval (aleatoric).
@@ -32,6 +37,7 @@ Trailing KEY=VALUE pairs override every variant's config.
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -155,7 +161,7 @@ class Run:
         with open(log, "ab") as out:
             out.write(f"\n$ {' '.join(cmd)}\n".encode())
             out.flush()
-            code = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT)
+            code = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
         if code != 0:
             raise CrossValidationError(f"{self.name}: tools/train_net.py exited with {code}; see {log}")
 
@@ -196,7 +202,9 @@ class EnsembleRun(Run):
         return "evaluated"
 
 
-def run_folds(runs: List[Run], resume: bool, eval_only: bool, reference: Dict[int, Run]) -> None:
+def run_folds(runs: List[Run], resume: bool, eval_only: bool, reference: Dict[int, Run], launcher=None) -> None:
+    """Complete the runs not done: in turn, or as submitit jobs with ``launcher`` (the parsed
+    ``--launcher``, ``--parallel``, ``--timeout-min``, ``--slurm-partition``, ``--gpus-per-job``)."""
     todo = [r for r in runs if not (r.done() and (resume or eval_only))]
     if eval_only:
         if todo:
@@ -211,6 +219,16 @@ def run_folds(runs: List[Run], resume: bool, eval_only: bool, reference: Dict[in
                 f"{clash[0].dir} already holds outputs: pass --resume to keep finished folds, or choose another --output"
             )
     print(f"cross_validate: {len(runs)} runs, {len(runs) - len(todo)} already done, {len(todo)} to do", flush=True)
+    if launcher is None:
+        _run_in_turn(todo, resume, reference)
+    else:
+        # The random forest reads the full model's fold predictions: it waits for them.
+        waves = [[r for r in todo if r.config != RANDOM_FOREST], [r for r in todo if r.config == RANDOM_FOREST]]
+        for wave in waves:
+            _run_as_jobs(wave, resume, reference, launcher)
+
+
+def _run_in_turn(todo: List[Run], resume: bool, reference: Dict[int, Run]) -> None:
     spent = []
     for i, run in enumerate(todo):
         start = time.time()
@@ -223,6 +241,52 @@ def run_folds(runs: List[Run], resume: bool, eval_only: bool, reference: Dict[in
             f"({i + 1}/{len(todo)}; {left} left, ETA {eta / 60:.1f} min)",
             flush=True,
         )
+
+
+def _complete_job(run: Run, resume: bool, reference: Optional[Run], threads: Optional[int]) -> str:
+    """One submitit job: a run completed in the job's process."""
+    if threads:
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # for the train_net.py it starts
+    return run.complete(resume, reference)
+
+
+def _run_as_jobs(todo: List[Run], resume: bool, reference: Dict[int, Run], launcher: argparse.Namespace) -> None:
+    """``todo`` as submitit jobs, at most ``launcher.parallel`` at a time on the local executor."""
+    import submitit
+
+    if not todo:
+        return
+    folder = todo[0].output / "submitit"
+    executor = submitit.AutoExecutor(folder=str(folder), cluster=launcher.launcher)
+    params = {"timeout_min": launcher.timeout_min}
+    threads = None
+    if launcher.launcher == "slurm":
+        params.update(slurm_partition=launcher.slurm_partition, gpus_per_node=launcher.gpus_per_job, tasks_per_node=1)
+        params = {k: v for k, v in params.items() if v is not None}
+    else:
+        threads = max(1, (os.cpu_count() or 1) // launcher.parallel)
+    executor.update_parameters(**params)
+    limit = launcher.parallel if launcher.launcher == "local" else len(todo)
+    waiting, running, start, finished = list(todo), [], time.time(), 0
+    while waiting or running:
+        while waiting and len(running) < limit:
+            run = waiting.pop(0)
+            running.append((run, executor.submit(_complete_job, run, resume, reference.get(run.fold), threads)))
+            print(f"cross_validate: {run.name}: submitted ({launcher.launcher} job {running[-1][1].job_id})", flush=True)
+        done = [(r, j) for r, j in running if j.done()]
+        if not done:
+            time.sleep(1.0)
+            continue
+        for run, job in done:
+            running.remove((run, job))
+            try:
+                what = job.result()
+            except Exception as exc:  # the job's own error, with its log
+                message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+                raise CrossValidationError(f"{run.name}: job {job.job_id} failed ({message}); see {job.paths.stderr}") from None
+            finished += 1
+            print(f"cross_validate: {run.name}: {what} ({finished}/{len(todo)} after "
+                  f"{(time.time() - start) / 60:.1f} min)", flush=True)
 
 
 def _dong(ablations: Dict[str, str]) -> List[str]:
@@ -247,7 +311,7 @@ def write_tables(output: Path, runs: List[Run], ablations: Dict[str, str], basel
         print(f"cross_validate: wrote {output / name}.md, .csv and .json ({table['tests']} tests)", flush=True)
 
 
-def write_ensemble_table(output: Path, runs: List[Run], ensembles: List[EnsembleRun]) -> None:
+def write_ensemble_table(output: Path, ensembles: List[EnsembleRun]) -> None:
     rows, alpha = [], None
     for ensemble in ensembles:
         metrics = ensemble.metrics()
@@ -271,10 +335,17 @@ def main(argv=None) -> int:
     parser.add_argument("--eval-only", action="store_true", help="only rebuild the tables from the fold outputs")
     parser.add_argument("--ensemble", action="store_true",
                         help="also evaluate each variant's fold models as one ensemble (ensemble.md)")
+    parser.add_argument("--launcher", choices=["local", "slurm"], help="run the folds in parallel as submitit jobs")
+    parser.add_argument("--parallel", type=int, default=2, help="local jobs at a time (default 2)")
+    parser.add_argument("--timeout-min", type=int, default=24 * 60, help="a job's time limit in minutes")
+    parser.add_argument("--slurm-partition", help="the Slurm partition of the jobs")
+    parser.add_argument("--gpus-per-job", type=int, help="GPUs of a Slurm job")
     parser.add_argument("--score", default=HEADLINE_SCORE, choices=sorted(SCORES), help="the screening score of Tables 1 and 2")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY=VALUE overrides for every variant")
     args = parser.parse_args(argv)
     try:
+        if args.parallel < 1:
+            raise CrossValidationError("--parallel must be at least 1")
         if args.folds < 2:
             raise CrossValidationError("--folds must be at least 2: a t-test over folds needs two")
         if not Path(args.config_file).is_file():
@@ -295,15 +366,15 @@ def main(argv=None) -> int:
         reference = {r.fold: r for r in runs if r.variant == REFERENCE}
         # The random forest scores the full model's keypoints: it runs after them.
         runs.sort(key=lambda r: r.config == RANDOM_FOREST)
-        run_folds(runs, args.resume, args.eval_only, reference)
+        run_folds(runs, args.resume, args.eval_only, reference, args if args.launcher else None)
         for name in _dong(ablations):
             descriptions[name] += " (lambda_kps=0: the image CNN of Dong et al. in Table 2)"
         write_tables(args.output, runs, ablations, list(baselines), descriptions, args.score)
         if args.ensemble:
             # XVFA models: the full model and its ablations (the baselines have no keypoints to combine).
             ensembles = [EnsembleRun([r for r in runs if r.variant == v]) for v in [REFERENCE, *ablations]]
-            run_folds(ensembles, args.resume, args.eval_only, {})
-            write_ensemble_table(args.output, runs, ensembles)
+            run_folds(ensembles, args.resume, args.eval_only, {}, args if args.launcher else None)
+            write_ensemble_table(args.output, ensembles)
         write_atomic(args.output / "cross_validation.json", json.dumps(
             {"config": args.config_file, "prefix": prefix, "folds": args.folds, "variants": configs, "same_as_full": same, "opts": args.opts},
             indent=1).encode())

@@ -194,9 +194,11 @@ class VFAPredictor:
         threshold: how ``screening_positive`` is decided (:func:`xvfa_ext.reports.screening_rule`).
         device: where the model runs; by default CUDA where available.
         overrides: KEY=VALUE config overrides (for example ``model.score_threshold=0.5``).
+        source: what errors name: the model file, or the config.
     """
 
-    def __init__(self, bundle: Dict, given_boxes: bool = False, threshold="grade", device=None, overrides: Sequence[str] = ()):
+    def __init__(self, bundle: Dict, given_boxes: bool = False, threshold="grade", device=None, overrides: Sequence[str] = (),
+                 source: str = "the model"):
         cfg = LazyConfig.apply_overrides(config_from_yaml(bundle["config"]), list(overrides))
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         cfg.train.device = device
@@ -213,7 +215,7 @@ class VFAPredictor:
                 model.detector = None
                 state = {k: v for k, v in state.items() if not k.startswith("detector.")}
             elif model.detector is None:
-                raise ValueError("the model has no detector (a fine stage alone): give the boxes (--boxes FILE)")
+                raise ValueError(f"{source}: the model has no detector; give the boxes with --boxes FILE")
             missing, unexpected = model.load_state_dict(state, strict=False)
             if missing or unexpected:
                 raise BundleError(f"the model's weights do not fit its config: missing {missing[:3]}, unexpected {unexpected[:3]}")
@@ -238,14 +240,14 @@ class VFAPredictor:
     @classmethod
     def from_file(cls, path, **kwargs) -> "VFAPredictor":
         """The predictor of a model file written by ``tools/export_model.py``."""
-        predictor = cls(read_bundle(path), **kwargs)
+        predictor = cls(read_bundle(path), source=str(path), **kwargs)
         predictor.bundle["file"] = str(path)
         return predictor
 
     @classmethod
     def from_config(cls, config_file: str, weights: Sequence[str], overrides: Sequence[str] = (), **kwargs) -> "VFAPredictor":
         """The predictor of a training config and its checkpoints (their datasets are registered)."""
-        return cls(bundle_from_training(config_file, weights, overrides), overrides=(), **kwargs)
+        return cls(bundle_from_training(config_file, weights, overrides), overrides=(), source=str(config_file), **kwargs)
 
     @torch.no_grad()
     def run(self, inputs: List[Dict]) -> List[Instances]:
@@ -268,7 +270,8 @@ class VFAPredictor:
             **film.uids,
             "image_size": list(film.image.shape[:2]),
             "pixel_spacing_mm": list(film.pixel_spacing) if film.pixel_spacing else None,
-            "model": {"hash": self.hash, "file": self.bundle.get("file"), "versions": self.bundle["versions"]},
+            "model": {"hash": self.hash, "file": self.bundle.get("file"), "versions": self.bundle["versions"],
+                      "weights": self.bundle["sources"].get("weights")},
             "screening": self.rule,
             "levels": (
                 f"cranial to caudal, anchored to the dataset's levels {names[0]}-{names[-1]} by their usual position; "
