@@ -56,7 +56,7 @@ def member(shift, grade, boxes=None):
         "pred_keypoint_scale": torch.ones(n, 6, 2),
     }
     for task, probs in (("grade", torch.tensor(grade).expand(n, -1)), ("morphology", torch.tensor([0.8, 0.1, 0.1]).expand(n, -1))):
-        for suffix in ("", "_kps", "_img", "_mean", "_std", "_kps_mean", "_kps_std"):
+        for suffix in ("", "_kps", "_img", "_mean", "_std"):
             fields[f"{task}_probs{suffix}"] = probs.clone()
     return FakeInstances((100, 80), **fields)
 

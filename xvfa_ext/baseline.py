@@ -8,7 +8,7 @@ from sklearn.ensemble import RandomForestClassifier
 from .gsq import GRADES, INVALID, MORPHOLOGIES, morphometry
 from .layout import read_points
 from .metrics import screening_metrics
-from .records import keypoint_array
+from .records import keypoint_array, missed_probabilities
 
 FEATURES = ("ha", "hm", "hp", "apr", "mpr", "mar")
 
@@ -80,8 +80,8 @@ def evaluate_on_rows(forest: RandomForestBaseline, rows: Sequence[Dict]) -> Dict
     if not scored:
         raise ValueError("the predictions hold no read vertebra to score")
     found = [i for i, r in enumerate(scored) if r["prediction"] is not None]
-    grade_probs = np.tile(np.eye(len(GRADES))[0], (len(scored), 1))
-    morphology_probs = np.tile(np.eye(len(MORPHOLOGIES))[0], (len(scored), 1))
+    grade_probs = np.tile(missed_probabilities("grade"), (len(scored), 1))
+    morphology_probs = np.tile(missed_probabilities("morphology"), (len(scored), 1))
     if found:
         kps = np.array([keypoint_array(scored[i]["prediction"]) for i in found])
         grade_probs[found], morphology_probs[found] = forest.predict_proba(kps)

@@ -15,7 +15,6 @@ from typing import Dict, Tuple
 import numpy as np
 
 from .gsq import GRADES
-from .layout import KEYPOINT_NAMES
 
 SCHEME = "99XVFA"
 MANUFACTURER = "xvfa_ext"
@@ -36,7 +35,7 @@ def _unit(ucum: str, meaning: str):
     return CodedConcept(value=ucum, scheme_designator="UCUM", meaning=meaning)
 
 
-def _vertebra_group(vertebra: Dict, source, report: Dict):
+def _vertebra_group(vertebra: Dict, source):
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
@@ -98,7 +97,7 @@ def report_sr(report: Dict, source):
     measurement_report = hd.sr.MeasurementReport(
         observation_context=context,
         procedure_reported=_code("vfa", "Vertebral fracture assessment"),
-        imaging_measurements=[_vertebra_group(v, source, report) for v in report["vertebrae"]],
+        imaging_measurements=[_vertebra_group(v, source) for v in report["vertebrae"]],
     )
     return hd.sr.ComprehensiveSR(
         evidence=[source],

@@ -9,10 +9,8 @@ from typing import Sequence
 
 import torch
 
-# The lead model's boxes and detection scores: every model ran on its boxes. Every other floating
-# field is each model's own per-vertebra value, and is averaged.
-SHARED_FIELDS = ("pred_boxes", "scores")
-PROBABILITY_PREFIXES = ("grade_probs", "morphology_probs")
+from .prediction_fields import BY_NAME, CLASSES
+
 
 
 def ensemble_instances(members: Sequence):
@@ -40,13 +38,13 @@ def ensemble_instances(members: Sequence):
             raise ValueError(f"model {k} predicted other vertebrae than model 0: an ensemble's models share the boxes")
     out = type(lead)(lead.image_size)
     for name, value in lead.get_fields().items():
-        if name in SHARED_FIELDS or not torch.is_floating_point(value):
+        if BY_NAME[name].combine == "lead":
             out.set(name, value)  # the boxes, scores and classes every model was given
         else:
             out.set(name, torch.stack([m.get(name) for m in members]).mean(0))
     points = torch.stack([m.get("pred_keypoints")[..., :2] for m in members])  # (M, N, 6, 2)
     out.set("pred_keypoint_epistemic", (points - points.mean(0)).pow(2).sum(-1).mean(0).sqrt())
-    for prefix in PROBABILITY_PREFIXES:
-        sampled = torch.stack([m.get(f"{prefix}_mean") for m in members])
-        out.set(f"{prefix}_members_std", sampled.std(0, unbiased=False))
+    for task in CLASSES:
+        sampled = torch.stack([m.get(f"{task}_probs_mean") for m in members])
+        out.set(f"{task}_probs_members_std", sampled.std(0, unbiased=False))
     return out

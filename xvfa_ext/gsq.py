@@ -5,7 +5,7 @@ labels of the synthetic data, the training losses and the explanations agree.
 """
 
 import math
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Dict, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -246,24 +246,3 @@ def assess(keypoints, thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> Dict:
         shape=[shape_word(mo[i], r["ha"], r["hp"]) for i, r in enumerate(rows)],
         explanation=[_explain_one(r, g[i], mo[i], t) for i, r in enumerate(rows)],
     )
-
-
-def explain(keypoints, thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> Union[str, List]:
-    """One sentence per vertebra saying which height is reduced, by how much, and which band that is.
-
-    For keypoints shaped ``(..., 6, 2)`` the result is nested like ``tensor.tolist()``: a string for
-    one vertebra, a list of strings for ``(N, 6, 2)``, and so on.
-    """
-    kps = _as_keypoints(keypoints)
-    lead = kps.shape[:-2]
-    sentences = assess(kps.reshape(-1, NUM_KEYPOINTS, 2), thresholds)["explanation"]
-    if not lead:
-        return sentences[0]
-    return _nest(sentences, list(lead))
-
-
-def _nest(items: List[str], shape: List[int]) -> List:
-    if len(shape) == 1:
-        return items
-    step = len(items) // shape[0] if shape[0] else 0
-    return [_nest(items[i * step:(i + 1) * step], shape[1:]) for i in range(shape[0])]

@@ -15,14 +15,11 @@ import torch
 from .gsq import DEFAULT_THRESHOLDS, GRADES, INVALID, MORPHOLOGIES, assess, morphometry, shape_word
 from .layout import KEYPOINT_NAMES
 from .metrics import BOX_SCORES, GRADE_TASKS, SCORES, grade_scores, reduction_scores
+from .prediction_fields import CLASSES, PROBABILITY_FIELDS
 from .uncertainty import COVERAGE_LEVELS
 
 HEIGHT_NAMES = (("anterior", "ha"), ("middle", "hm"), ("posterior", "hp"))
 RATIO_NAMES = (("APR", "apr"), ("MPR", "mpr"), ("MAR", "mar"))
-# The probabilities each record gives per task: eq. 7's combined, its two factors, and the mean and
-# std of the combined probability over keypoint samples (paper section 3.5).
-PROBABILITY_FIELDS = {"combined": "", "keypoints": "_kps", "image": "_img", "sampled_mean": "_mean", "sampled_std": "_std"}
-_CLASSES = {"grade": GRADES, "morphology": MORPHOLOGIES}
 
 
 def _name(names: Sequence[str], index: int) -> str:
@@ -116,11 +113,11 @@ def vertebra_records(
     keypoints = field("pred_keypoints")[..., :2]
     eps, eps_levels, scale = field("pred_keypoint_eps"), field("pred_keypoint_eps_levels"), field("pred_keypoint_scale")
     probs = {
-        task: {kind: field(f"{task}_probs{suffix}") for kind, suffix in PROBABILITY_FIELDS.items()} for task in _CLASSES
+        task: {kind: field(f"{task}_probs{suffix}") for kind, suffix in PROBABILITY_FIELDS.items()} for task in CLASSES
     }
     # An ensemble's (xvfa_ext.ensemble): the spread between its models.
     epistemic = optional("pred_keypoint_epistemic")
-    for task in _CLASSES:
+    for task in CLASSES:
         spread = optional(f"{task}_probs_members_std")
         if spread is not None:
             probs[task]["members_std"] = spread
@@ -159,7 +156,7 @@ def vertebra_records(
                 f"{task}_probabilities": {
                     kind: dict(zip(names, values[i].tolist())) for kind, values in probs[task].items()
                 }
-                for task, names in _CLASSES.items()
+                for task, names in CLASSES.items()
             },
             "screening_scores": {task: {name: float(per_score[name][task][i]) for name in SCORES} for task in GRADE_TASKS},
         }
@@ -211,18 +208,27 @@ def keypoint_array(record: Dict, key: Optional[str] = None) -> np.ndarray:
 def probability_array(record: Dict, task: str, kind: str = "combined") -> np.ndarray:
     """A record's ``task`` (grade or morphology) probabilities of ``kind`` in class order."""
     values = record[f"{task}_probabilities"][kind]
-    return np.array([values[name] for name in _CLASSES[task]])
+    return np.array([values[name] for name in CLASSES[task]])
+
+
+def missed_probabilities(task: str) -> np.ndarray:
+    """The ``task`` (grade or morphology) probabilities of a vertebra no prediction was matched to:
+    a missed vertebra counts as certainly normal, here alone."""
+    return np.eye(len(CLASSES[task]))[0]
 
 
 def screening_score_arrays(records: Sequence[Optional[Dict]], scores: Sequence[str] = tuple(SCORES)) -> Dict[str, Dict[str, np.ndarray]]:
     """Per score of ``scores`` (:data:`~xvfa_ext.metrics.SCORES` by default), per task, the records'
     screening scores ``(N,)``.
 
-    A ``None`` stands for a vertebra no prediction was matched to: it scores as certain normal, zero.
+    A ``None`` stands for a vertebra no prediction was matched to: it scores as certain normal
+    (:func:`missed_probabilities`), zero.
     """
+    normal = missed_probabilities("grade")
+    missed = {task: float(normal[first:].sum()) for task, first in GRADE_TASKS.items()}
     return {
         name: {
-            task: np.array([r["screening_scores"][task][name] if r is not None else 0.0 for r in records], dtype=float)
+            task: np.array([r["screening_scores"][task][name] if r is not None else missed[task] for r in records], dtype=float)
             for task in GRADE_TASKS
         }
         for name in scores

@@ -41,10 +41,6 @@ class Uncertainty:
     """Per vertebra: keypoint interval radii and class probabilities under keypoint sampling."""
 
     eps: torch.Tensor  # (N, K), in the units of the keypoints (pixels when boxes are given)
-    grade_mean: torch.Tensor  # (N, 4), keypoint-only probabilities
-    grade_std: torch.Tensor
-    morphology_mean: torch.Tensor  # (N, 3)
-    morphology_std: torch.Tensor
     combined_grade_mean: torch.Tensor  # (N, 4), eq. 7 with the image probabilities
     combined_grade_std: torch.Tensor
     combined_morphology_mean: torch.Tensor  # (N, 3)
@@ -84,10 +80,6 @@ def estimate_uncertainty(
             combined_morphology = combine_probabilities(morphology, image_probs[1].unsqueeze(-2))
     return Uncertainty(
         eps=eps,
-        grade_mean=grade.mean(-2),
-        grade_std=grade.std(-2),
-        morphology_mean=morphology.mean(-2),
-        morphology_std=morphology.std(-2),
         combined_grade_mean=combined_grade.mean(-2),
         combined_grade_std=combined_grade.std(-2),
         combined_morphology_mean=combined_morphology.mean(-2),

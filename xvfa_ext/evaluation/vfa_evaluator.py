@@ -18,7 +18,7 @@ from torchvision.ops import box_iou
 from ..data.datasets import dataset_levels
 from ..files import write_atomic
 from ..layout import levels_by_position
-from ..gsq import GRADES, MORPHOLOGIES, morphometry
+from ..gsq import GRADES, morphometry
 from ..metrics import (
     SCORES,
     SCREENING_METRICS,
@@ -30,7 +30,14 @@ from ..metrics import (
     relative_keypoint_error,
     screening_metrics,
 )
-from ..records import keypoint_array, probability_array, record_scores, screening_score_arrays, vertebra_records
+from ..records import (
+    keypoint_array,
+    missed_probabilities,
+    probability_array,
+    record_scores,
+    screening_score_arrays,
+    vertebra_records,
+)
 from ..uncertainty import COVERAGE_LEVELS
 
 logger = logging.getLogger(__name__)
@@ -239,13 +246,10 @@ def _level_accuracy(rows: List[Dict]) -> Dict:
     }
 
 
-_CERTAIN_NORMAL = {"grade": np.eye(len(GRADES))[0], "morphology": np.eye(len(MORPHOLOGIES))[0]}
-
-
 def _probabilities(row: Dict, task: str, kind: str) -> np.ndarray:
     """The probabilities of ``kind`` (the headline score's) of a ground-truth row's prediction, or certain normal if missed."""
     if row["prediction"] is None:
-        return _CERTAIN_NORMAL[task]
+        return missed_probabilities(task)
     return probability_array(row["prediction"], task, kind)
 
 

@@ -11,6 +11,7 @@ from torchvision.ops import nms
 
 from ..crops import boxes_around_points
 from ..ensemble import ensemble_instances
+from ..prediction_fields import BY_NAME, rescale_field
 from .roi_head import VertebraROIHead, grayscale_images
 
 
@@ -191,11 +192,11 @@ def _to_fine_image(instances: Instances, factor, size) -> Instances:
 
 
 def _rescale(result, height: int, width: int):
-    """Boxes, keypoints and their scales from the pixels the crops came from to the original image's."""
+    """Every field of :mod:`xvfa_ext.prediction_fields` from the pixels the crops came from to the
+    original image's: boxes and keypoints by detectron2's ``detector_postprocess``, the rest by frame."""
     h, w = result.image_size
     sx, sy = width / w, height / h
-    result.pred_keypoint_scale = result.pred_keypoint_scale * result.pred_keypoint_scale.new_tensor([sx, sy])
-    # The interval radius is a length; a non-uniform resize has no single factor, so take the mean.
-    result.pred_keypoint_eps = result.pred_keypoint_eps * (sx + sy) / 2
-    result.pred_keypoint_eps_levels = result.pred_keypoint_eps_levels * (sx + sy) / 2
+    for name, value in list(result.get_fields().items()):
+        if name in BY_NAME:
+            result.set(name, rescale_field(name, value, sx, sy))
     return detector_postprocess(result, height, width)

@@ -8,6 +8,7 @@ from detectron2.utils.events import get_event_storage
 from torch import nn
 
 from ..crops import crop_vertebrae, enlarge_boxes, from_crop, jitter_boxes, to_crop
+from ..prediction_fields import HEAD_FIELDS
 from ..uncertainty import COVERAGE_LEVELS, DEFAULT_ALPHA, DEFAULT_NUM_SAMPLES, interval_radii
 from ..vertebra_head import VertebraHead
 
@@ -124,7 +125,7 @@ class VertebraROIHead(nn.Module):
         keypoints = from_crop(outputs["mu"], flat)
         eps_levels = interval_radii(u.samples, keypoints, COVERAGE_LEVELS)
         scale_px = outputs["scale"] * (flat[:, 2:] - flat[:, :2])[:, None, :]
-        fields = {
+        values = {
             "pred_keypoint_scale": scale_px,
             "pred_keypoint_eps": u.eps,
             "pred_keypoint_eps_levels": eps_levels,
@@ -133,19 +134,16 @@ class VertebraROIHead(nn.Module):
             "grade_probs_img": outputs["grade_img"],
             "grade_probs_mean": u.combined_grade_mean,
             "grade_probs_std": u.combined_grade_std,
-            "grade_probs_kps_mean": u.grade_mean,
-            "grade_probs_kps_std": u.grade_std,
             "morphology_probs": outputs["morphology"],
             "morphology_probs_kps": outputs["morphology_kps"],
             "morphology_probs_img": outputs["morphology_img"],
             "morphology_probs_mean": u.combined_morphology_mean,
             "morphology_probs_std": u.combined_morphology_std,
-            "morphology_probs_kps_mean": u.morphology_mean,
-            "morphology_probs_kps_std": u.morphology_std,
         }
         score = torch.cat(scores)
         given = torch.cat(boxes)
-        fields["pred_keypoints"] = torch.cat([keypoints, score[:, None, None].expand(-1, keypoints.shape[1], 1)], -1)
+        values["pred_keypoints"] = torch.cat([keypoints, score[:, None, None].expand(-1, keypoints.shape[1], 1)], -1)
+        fields = {name: values[name] for name in HEAD_FIELDS}  # xvfa_ext.prediction_fields: one list
         start = 0
         for result, count in zip(results, counts):
             part = slice(start, start + count)
