@@ -6,10 +6,7 @@ checkpoints into one model of ``xvfa_dino_r50_cpu.py`` for ``tools/predict.py`` 
 Sized for a CPU: what each setting measured is in the README, "The detector".
 """
 
-from detectron2.config import LazyCall as L
-from detectron2.solver import WarmupParamScheduler
-from fvcore.common.param_scheduler import CosineParamScheduler
-
+from .common.schedule import warmup_cosine as lr_multiplier  # noqa: F401
 from .xvfa_dino_r50_cpu import dataloader, dataset, model, optimizer, train
 
 model.train_fine = False
@@ -19,12 +16,6 @@ model.keypoint_box_padding = None
 # 0.1 factor suits pretrained weights).
 optimizer.params.detector_lr = 2e-4
 optimizer.params.backbone_lr_factor = 1.0
-lr_multiplier = L(WarmupParamScheduler)(
-    scheduler=L(CosineParamScheduler)(start_value=1.0, end_value=0.01),
-    warmup_length=0.03,
-    warmup_method="linear",
-    warmup_factor=0.01,
-)
 dataloader.train.dataset.names = "xvfa_synthetic_large_train"
 dataloader.train.total_batch_size = 2
 train.max_iter = 760

@@ -5,22 +5,13 @@ model, and the checkpoint joins a detector trained by ``xvfa_dino_r50_detector.p
 (``tools/combine_weights.py``). The recipe and what each part of it measured: README, "The fine stage".
 """
 
-from detectron2.config import LazyCall as L
-from detectron2.solver import WarmupParamScheduler
-from fvcore.common.param_scheduler import CosineParamScheduler
-
+from .common.schedule import warmup_cosine as lr_multiplier  # noqa: F401
 from .xvfa_dino_r50 import dataloader, dataset, model, optimizer, train
 
 model.detector = None
 model.train_detector = False
 # Table 4's 5e-5 fine-tunes a pretrained trunk; from random initialisation it needs a larger rate.
 optimizer.params.fine_lr = 1e-3
-lr_multiplier = L(WarmupParamScheduler)(
-    scheduler=L(CosineParamScheduler)(start_value=1.0, end_value=0.01),
-    warmup_length=0.03,
-    warmup_method="linear",
-    warmup_factor=0.01,
-)
 train.max_iter = 2400
 # The classification losses join once the keypoints are placed.
 model.roi_head.classification_warmup_iters = 500

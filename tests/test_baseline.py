@@ -1,6 +1,6 @@
 import numpy as np
 
-from xvfa_ext.baseline import RandomForestBaseline, morphometric_features
+from xvfa_ext.random_forest import RandomForestBaseline, morphometric_features
 from xvfa_ext.synthetic import SyntheticConfig, generate_image, image_seed
 
 

@@ -5,7 +5,7 @@ import sys
 
 CORE = [
     "xvfa_ext",
-    "xvfa_ext.baseline",
+    "xvfa_ext.random_forest",
     "xvfa_ext.classification",
     "xvfa_ext.crops",
     "xvfa_ext.files",

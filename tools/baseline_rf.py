@@ -24,7 +24,7 @@ require_detectron2()
 
 from detectron2.data import DatasetCatalog  # noqa: E402
 
-from xvfa_ext.baseline import RandomForestBaseline, annotated_vertebrae, evaluate_on_rows  # noqa: E402
+from xvfa_ext.random_forest import RandomForestBaseline, annotated_vertebrae, evaluate_on_rows  # noqa: E402
 from xvfa_ext.files import read_json, write_atomic  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
