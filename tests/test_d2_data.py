@@ -72,7 +72,7 @@ def test_synthetic_splits_are_written_on_first_use(caplog, monkeypatch, tmp_path
     import xvfa_ext.data  # noqa: F401  (registers the synthetic splits)
 
     monkeypatch.setenv("XVFA_DATASETS", str(tmp_path))  # not yet written, whatever ran before
-    with caplog.at_level(logging.INFO, logger="xvfa_ext.data.datasets"):
+    with caplog.at_level(logging.INFO, logger="xvfa_ext.data.synthetic_catalog"):
         records = DatasetCatalog.get("xvfa_synthetic_small_fold1_val")
     assert records
     assert any("on first use" in message for message in caplog.messages)
@@ -289,7 +289,7 @@ def test_vertebra_height_is_read_from_the_files_or_computed_and_logged(small, tm
     from detectron2.data import MetadataCatalog
 
     from xvfa_ext.data import register_vertebra_coco
-    from xvfa_ext.data.datasets import dataset_vertebra_height
+    from xvfa_ext.data import dataset_vertebra_height
     from xvfa_ext.scale import median_vertebra_height
 
     root, paths = small

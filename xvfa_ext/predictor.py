@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from .bundle import BundleError, make_bundle, operating_points, read_bundle
 from .data import VIEWS, dataset_levels, register_from_config
-from .data.datasets import KEYPOINT_CONNECTION_RULES
+from .data.catalog import KEYPOINT_CONNECTION_RULES
 from .files import read_json, write_atomic
 from .gsq import GRADES
 from .layout import KEYPOINT_NAMES, levels_by_position

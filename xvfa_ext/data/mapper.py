@@ -14,7 +14,7 @@ from ..layout import NUM_KEYPOINTS
 from ..radiograph_io import read_radiograph
 from ..scale import ImageScale, check_height, resize_factors
 from ..synthetic import vertebra_box
-from .datasets import dataset_vertebra_height
+from .catalog import dataset_vertebra_height
 from .transforms import RandomBlur, RandomEqualize, RandomInvert
 
 logger = logging.getLogger(__name__)

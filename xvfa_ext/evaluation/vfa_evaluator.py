@@ -15,7 +15,7 @@ from detectron2.utils import comm
 from scipy.optimize import linear_sum_assignment
 from torchvision.ops import box_iou
 
-from ..data.datasets import dataset_levels
+from ..data import dataset_levels
 from ..files import write_atomic
 from ..layout import levels_by_position
 from ..gsq import GRADES, morphometry
