@@ -4,7 +4,8 @@
     python tools/benchmark_predict.py [--config-file configs/xvfa_dino_r50_cpu.py] [--weights W]
         [--films 24] [--processes 1 2] [--batch-size 1] [--workers 0] [KEY=VALUE ...]
 
-Writes ``--films`` synthetic films of 2000x2500 px (13 vertebrae about 90 px tall, 16-bit PNG), then
+Writes ``--films`` synthetic films of 2000x2500 px (13 vertebrae about 90 px tall, 16-bit PNG), and
+predicts with the config's model as if trained on such films (its vertebra size is theirs), then
 runs ``xvfa_ext.predictor.predict_cohort`` on them once per entry of ``--processes`` (through
 detectron2's ``launch``, as ``tools/predict.py --num-gpus N``; on a CPU each process gets
 cores / N threads). Each process first predicts one film of its own as a warm-up, not counted.
@@ -132,6 +133,8 @@ def main(argv=None) -> int:
             weights = [str(tmp / "random.pth")]
             args.opts = ["model.score_threshold=0.0", "model.max_vertebrae=13"] + args.opts
         bundle = P.bundle_from_training(args.config_file, weights)
+        # A model trained on films like these: their vertebra size sets the input scale.
+        bundle["vertebra_height"] = VERTEBRA_PX
         (tmp / "films").mkdir()
         write_films(tmp / "films", args.films)
         films = sorted((tmp / "films").glob("*.png"))
@@ -144,7 +147,7 @@ def main(argv=None) -> int:
         for n in args.processes:
             out = tmp / f"run{n}"
             out.mkdir()
-            launch(run, n, args=(args, bundle, films, out))
+            launch(run, n, dist_url="auto", args=(args, bundle, films, out))
             r = json.loads((out / "result.json").read_text())
             cells = [r["processes"], r["threads"], r["films"], f"{r['films_per_min']:.1f}"]
             cells += [f"{r['per_film_s'][p]:.3f}" for p in PHASES]

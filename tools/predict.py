@@ -65,7 +65,8 @@ def parse_args(argv=None):
     parser.add_argument("--dist-url", default="auto")
     parser.add_argument("--resume", action="store_true", help="skip films already reported by the same model")
     parser.add_argument("--dicom-out", action="store_true", help="also a DICOM SR and Secondary Capture per DICOM film")
-    parser.add_argument("--scale", type=float, default=2.0, help="size of the annotated PNGs relative to the input")
+    parser.add_argument("--scale", type=float,
+                        help="size of the annotated PNGs relative to the film (default: long side 1200 px, at most 2)")
     parser.add_argument("--boxes", type=Path, help="vertebra boxes to use instead of the detector (COCO JSON or CSV)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY=VALUE config overrides")
     args = parser.parse_args(argv)

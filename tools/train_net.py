@@ -143,14 +143,10 @@ def main(args):
             fetch_weights(cfg.train.init_checkpoint)
         register_from_config(cfg)
         if args.eval_only:
-            from xvfa_ext.modeling import XVFACheckpointer, XVFAEnsemble
+            from xvfa_ext.modeling import as_one_model, load_trained_models
 
             # Built and loaded before anything is written: a wrong weights file is one line, exit 2.
-            models = []
-            for weights in args.weights or [cfg.train.init_checkpoint]:
-                models.append(build_model(cfg))
-                XVFACheckpointer(models[-1]).load(weights)
-            model = models[0] if len(models) == 1 else XVFAEnsemble(models)
+            model = as_one_model(load_trained_models(lambda: build_model(cfg), args.weights or [cfg.train.init_checkpoint]))
     except (DatasetError, ValueError) as exc:
         print(f"train_net.py: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -56,6 +56,8 @@ def main(argv=None) -> int:
         image = np.repeat(gray[:, :, None], 3, axis=2)
         vis = VertebraVisualizer(image, metadata, scale=args.scale).draw_ground_truth(record)
         ok, png = cv2.imencode(".png", vis.get_image()[:, :, ::-1])
+        if not ok:
+            raise SystemExit(f"visualize_data.py: {record['file_name']}: the drawing could not be encoded as PNG")
         write_atomic(out / f"{Path(record['file_name']).stem}.png", png.tobytes())
     print(f"drew {len(records)} images of {args.dataset} into {out}")
     return 0

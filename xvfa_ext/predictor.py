@@ -36,7 +36,7 @@ from .data.catalog import KEYPOINT_CONNECTION_RULES
 from .files import read_json, write_atomic
 from .gsq import GRADES
 from .layout import KEYPOINT_NAMES, levels_by_position
-from .modeling import XVFACheckpointer, XVFAEnsemble
+from .modeling import as_one_model, load_trained_models
 from .radiograph_io import Film, read_film
 from .records import vertebra_records
 from .reports import CSV_FIELDS, csv_row, patient_summary, screening_rule, vertebra_positive
@@ -75,11 +75,7 @@ def bundle_from_training(config_file: str, weights: Sequence[str], overrides: Se
     levels, positions = dataset_levels(name)
     view = MetadataCatalog.get(name).get("view", "lateral")
     height = cfg.get("dataset", {}).get("vertebra_height", None)
-    states = []
-    for path in weights:
-        model = instantiate(cfg.model)
-        XVFACheckpointer(model).load(str(path))
-        states.append(model.state_dict())
+    states = [model.state_dict() for model in load_trained_models(lambda: instantiate(cfg.model), weights)]
     # New films need no dataset: the scale is the training data's, the flip map the view's.
     cfg.dataloader.test.mapper.dataset_names = None
     cfg.dataloader.test.mapper.vertebra_height = height
@@ -221,7 +217,7 @@ class VFAPredictor:
                 raise BundleError(f"the model's weights do not fit its config: missing {missing[:3]}, unexpected {unexpected[:3]}")
             models.append(model.to(device).eval())
         # Several weights (an ensemble): the first one's detector, every one's fine stage.
-        self.model = models[0] if len(models) == 1 else XVFAEnsemble(models).eval()
+        self.model = as_one_model(models).eval()
         self.given_boxes = given_boxes
         cfg.dataloader.test.mapper.dataset_names = None
         cfg.dataloader.test.mapper.vertebra_height = bundle["vertebra_height"]
@@ -303,12 +299,22 @@ class VFAPredictor:
         inputs = [map_film(self.mapper, f, boxes[k] if self.given_boxes else None) for k, f in enumerate(read)]
         return [self.report(f, inst) for f, inst in zip(read, self.run(inputs))]
 
-    def draw(self, film: Film, report: Dict, scale: float = 2.0) -> np.ndarray:
-        """The film with its vertebrae drawn (:class:`~xvfa_ext.visualizer.VertebraVisualizer`), BGR."""
+    def draw(self, film: Film, report: Dict, scale: Optional[float] = None) -> np.ndarray:
+        """The film with its vertebrae drawn (:class:`~xvfa_ext.visualizer.VertebraVisualizer`), BGR;
+        ``scale`` relative to the film, by default :func:`drawing_scale`."""
         from .visualizer import VertebraVisualizer
 
+        scale = drawing_scale(film.image.shape) if scale is None else scale
         vis = VertebraVisualizer(np.repeat(film.image[:, :, None], 3, 2), self.metadata, scale=scale)
         return np.ascontiguousarray(vis.draw_predictions(report["vertebrae"]).get_image()[:, :, ::-1])
+
+
+DRAWING_LONG_SIDE = 1200
+
+
+def drawing_scale(image_shape, long_side: int = DRAWING_LONG_SIDE) -> float:
+    """The drawing's size relative to a film: its long side ``long_side`` pixels, at most twice the film's."""
+    return min(2.0, long_side / max(image_shape[:2]))
 
 
 def unique_stems(paths: Sequence[Path]) -> List[str]:
@@ -330,13 +336,14 @@ class CohortOptions:
 
     ``batch_size`` films go through the model at once; ``num_workers`` DataLoader processes read them;
     ``resume`` skips films whose report exists for the same model; ``dicom_out`` adds a DICOM SR and
-    a Secondary Capture per film; ``boxes`` (by file name) replace the detector.
+    a Secondary Capture per film; ``boxes`` (by file name) replace the detector; ``scale`` is the
+    drawing's size relative to the film (by default :func:`drawing_scale`).
     """
 
     output: Path
     batch_size: int = 1
     num_workers: int = 0
-    scale: float = 2.0
+    scale: Optional[float] = None
     resume: bool = False
     dicom_out: bool = False
     boxes: Optional[BoxesByFilm] = None

@@ -3,7 +3,7 @@
 from .baselines import DINOGrade, GradeDINO, ImageGradeCNN
 from .checkpointer import XVFACheckpointer, fetch_weights
 from .dino import DINO, DINOCriterion, DINOTransformer, DINOTransformerDecoder, DINOTransformerEncoder, cuda_calls_on
-from .meta_arch import XVFA, XVFAEnsemble
+from .meta_arch import XVFA, XVFAEnsemble, as_one_model, load_trained_models
 from .roi_head import VertebraROIHead
 
 __all__ = [
@@ -19,6 +19,8 @@ __all__ = [
     "XVFA",
     "XVFACheckpointer",
     "XVFAEnsemble",
+    "as_one_model",
     "cuda_calls_on",
     "fetch_weights",
+    "load_trained_models",
 ]

@@ -160,6 +160,25 @@ class XVFAEnsemble(nn.Module):
         return lead.outputs(batched_inputs, [ensemble_instances(list(r)) for r in zip(*per_model)])
 
 
+def as_one_model(models: List[nn.Module]) -> nn.Module:
+    """One model for inference from trained ones: the model itself, or several as an :class:`XVFAEnsemble`."""
+    if not models:
+        raise ValueError("no model to predict with")
+    return models[0] if len(models) == 1 else XVFAEnsemble(models)
+
+
+def load_trained_models(build, weights) -> List[nn.Module]:
+    """``build()`` once per checkpoint file of ``weights``, each loaded by :class:`XVFACheckpointer`
+    (one line naming a file that is not an XVFA checkpoint)."""
+    from .checkpointer import XVFACheckpointer
+
+    models = []
+    for path in weights:
+        models.append(build())
+        XVFACheckpointer(models[-1]).load(str(path))
+    return models
+
+
 def select_detections(instances: Instances, score_threshold: float, nms_threshold: float, max_count: int) -> Instances:
     """The detections scoring at least ``score_threshold``, best first, none overlapping a better one
     by more than ``nms_threshold`` IoU (one vertebra found twice is kept once), at most ``max_count``."""
