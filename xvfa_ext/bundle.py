@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from . import __version__
-from .checkpoints import UNREADABLE
+from .checkpoints import load_plain
 from .files import write_atomic
 from .metrics import GRADE_TASKS, SCORES
 
@@ -130,14 +130,7 @@ def read_bundle(path) -> Dict:
     """The bundle in ``path``; :class:`BundleError` in one line for a file that is not one, was
     written by an incompatible version, or whose content does not match its hash."""
     path = Path(path)
-    if not path.is_file():
-        raise BundleError(f"{path}: no such file")
-    try:
-        bundle = torch.load(path, map_location="cpu", weights_only=True)
-    except UNREADABLE as exc:
-        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
-        raise BundleError(f"{path}: not an xvfa model (cannot be read as one: {reason}); "
-                          "write one with tools/export_model.py") from None
+    bundle = load_plain(path, "an xvfa model", "write one with tools/export_model.py", BundleError)
     if not isinstance(bundle, dict) or bundle.get("format") != FORMAT:
         raise BundleError(f"{path}: not an xvfa model (no '{FORMAT}' format mark); write one with tools/export_model.py")
     version = bundle.get("format_version")

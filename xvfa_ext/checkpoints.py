@@ -14,10 +14,22 @@ _HINT = "give a model_*.pth written by tools/train_net.py or tools/combine_weigh
 UNREADABLE = (OSError, RuntimeError, EOFError, pickle.UnpicklingError)
 
 
-def unreadable(path, exc: BaseException) -> ValueError:
-    """The one-line error for a file that cannot be read as a checkpoint."""
+def unreadable(path, exc: BaseException, what: str = "an XVFA checkpoint", hint: str = _HINT, error=ValueError) -> ValueError:
+    """The one-line error for a file that cannot be read as ``what`` (by default a checkpoint)."""
     reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-    return ValueError(f"{path}: not an XVFA checkpoint (cannot be read as one: {reason}); {_HINT}")
+    return error(f"{path}: not {what} (cannot be read as one: {reason}); {hint}")
+
+
+def load_plain(path, what: str = "an XVFA checkpoint", hint: str = _HINT, error=ValueError):
+    """``torch.load`` of a file of tensors and plain types (``weights_only``: no code runs), or
+    ``error`` in one line naming the file: missing, or not readable as ``what``."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: no such file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except UNREADABLE as exc:
+        raise unreadable(path, exc, what, hint, error) from None
 
 
 def xvfa_state(checkpoint, path) -> Dict[str, torch.Tensor]:
@@ -36,14 +48,7 @@ def xvfa_state(checkpoint, path) -> Dict[str, torch.Tensor]:
 def read_xvfa_state(path) -> Dict[str, torch.Tensor]:
     """The model state of an XVFA checkpoint file (``model_*.pth`` of ``tools/train_net.py`` or
     ``tools/combine_weights.py``); ValueError naming the file for anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except UNREADABLE as exc:
-        raise unreadable(path, exc) from None
-    return xvfa_state(checkpoint, path)
+    return xvfa_state(load_plain(path), path)
 
 
 def model_part(path, part: str) -> Dict[str, torch.Tensor]:
