@@ -138,7 +138,8 @@ def cv(tmp_path_factory):
 def test_folds_train_on_their_split_and_test_on_the_test_split(cv):
     out, _, log = cv
     assert "6 runs, 0 already done, 6 to do" in log
-    assert log.count("submitted (local job") == 6 and "full fold 1: trained and evaluated (" in log
+    assert log.count("submitted (local job") == 4 and "full fold 1: trained and evaluated (" in log
+    assert "rf fold 1: random forest fitted and scored in" in log  # after the jobs, in turn
     for variant in ("full", "image"):
         for k in range(2):
             fold = out / variant / f"fold{k}"

@@ -26,7 +26,7 @@ fold writes is under ``DIR/<variant>/fold{k}/``; its console output goes to ``tr
 - ``--launcher local|slurm`` runs the folds in parallel as submitit jobs (logs under
   ``DIR/submitit/``): ``local`` as processes of this machine, ``--parallel`` at a time, each with
   cores / parallel threads; ``slurm`` as Slurm jobs (``--slurm-partition``, ``--gpus-per-job``,
-  ``--timeout-min``). The random forest runs after the full model's folds it reads. Without
+  ``--timeout-min``). The random forest runs here once the full model's folds it reads are done. Without
   ``--launcher`` the folds run one after the other in this process's children.
 - ``--ensemble`` also evaluates each variant's fold models as one ensemble on the test split
   (``DIR/<variant>/ensemble/``) and writes ``DIR/ensemble.md``: one fold model against the ensemble,
@@ -222,10 +222,9 @@ def run_folds(runs: List[Run], resume: bool, eval_only: bool, reference: Dict[in
     if launcher is None:
         _run_in_turn(todo, resume, reference)
     else:
-        # The random forest reads the full model's fold predictions: it waits for them.
-        waves = [[r for r in todo if r.config != RANDOM_FOREST], [r for r in todo if r.config == RANDOM_FOREST]]
-        for wave in waves:
-            _run_as_jobs(wave, resume, reference, launcher)
+        # The random forest reads the full model's fold predictions: it waits for them, here (it takes seconds).
+        _run_as_jobs([r for r in todo if r.config != RANDOM_FOREST], resume, reference, launcher)
+        _run_in_turn([r for r in todo if r.config == RANDOM_FOREST], resume, reference)
 
 
 def _run_in_turn(todo: List[Run], resume: bool, reference: Dict[int, Run]) -> None:
@@ -281,8 +280,9 @@ def _run_as_jobs(todo: List[Run], resume: bool, reference: Dict[int, Run], launc
             running.remove((run, job))
             try:
                 what = job.result()
-            except Exception as exc:  # the job's own error, with its log
-                message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            except Exception:  # the job's own error: the last line of its log
+                lines = (job.stderr() or "").strip().splitlines()
+                message = lines[-1] if lines else "no error output"
                 raise CrossValidationError(f"{run.name}: job {job.job_id} failed ({message}); see {job.paths.stderr}") from None
             finished += 1
             print(f"cross_validate: {run.name}: {what} ({finished}/{len(todo)} after "
