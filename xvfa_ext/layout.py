@@ -21,6 +21,26 @@ ENDPLATES = ((0, 1), (1, 2), (3, 4), (4, 5))
 HEIGHTS = ((0, 3), (1, 4), (2, 5))
 SKELETON = ENDPLATES + HEIGHTS
 
+# How a horizontal flip relabels keypoints, by view. A lateral film flipped is the view from the
+# patient's other side: anterior stays anterior, no label changes. On a frontal (AP) film posterior
+# and anterior name the two sides of the image, so a flip swaps them.
+FLIP_PAIRS = {
+    "lateral": (),
+    "frontal": (("upper_posterior", "upper_anterior"), ("lower_posterior", "lower_anterior")),
+}
+
+
+def flip_indices(view: str):
+    """Per keypoint, the index of the keypoint it becomes after a horizontal flip of a ``view`` film."""
+    if view not in FLIP_PAIRS:
+        raise ValueError(f"view must be one of {sorted(FLIP_PAIRS)}, got {view!r}")
+    index = list(range(NUM_KEYPOINTS))
+    for a, b in FLIP_PAIRS[view]:
+        i, j = KEYPOINT_NAMES.index(a), KEYPOINT_NAMES.index(b)
+        index[i], index[j] = j, i
+    return index
+
+
 # The thoracic and lumbar levels annotated in the cohort, cranial to caudal.
 VERTEBRA_LEVELS = ("T4", "T5", "T6", "T7", "T8", "T9", "T10", "T11", "T12", "L1", "L2", "L3", "L4")
 

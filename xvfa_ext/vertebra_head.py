@@ -87,9 +87,24 @@ class VertebraHead(nn.Module):
         self.lambda_rle = lambda_rle
         self.classification_loss = GSQLoss(lambda_kps, lambda_img, grade_weights, morphology_weights, imputed_weight)
 
-    def forward(self, crops: torch.Tensor, box_sizes: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """``crops`` (N, C, S, S) of boxes whose (width, height) in pixels are ``box_sizes`` (N, 2)."""
+    def forward(self, crops: torch.Tensor, box_sizes: torch.Tensor, flip: Optional[Sequence[int]] = None) -> Dict[str, torch.Tensor]:
+        """``crops`` (N, C, S, S) of boxes whose (width, height) in pixels are ``box_sizes`` (N, 2).
+
+        With ``flip`` (per keypoint the index it becomes in a mirrored crop,
+        :func:`xvfa_ext.layout.flip_indices`), the mirrored crops run too, and the keypoint means,
+        scales and image features are the average of the two passes (test-time flip averaging).
+        """
         out = self.keypoint_head(crops)
+        if flip is not None:
+            mirrored = self.keypoint_head(crops.flip(-1))
+            mu = mirrored["mu"][:, list(flip)]
+            mu = torch.stack([1 - mu[..., 0], mu[..., 1]], -1)
+            out = dict(
+                out,
+                mu=(out["mu"] + mu) / 2,
+                scale=(out["scale"] + mirrored["scale"][:, list(flip)]) / 2,
+                features=(out["features"] + mirrored["features"]) / 2,
+            )
         # Heights are compared in pixels: a crop's axes are stretched by its box's aspect ratio.
         kps_grade, kps_morphology = self.gsq(out["mu"] * box_sizes[:, None, :])
         img_grade, img_morphology = self.image_classifier(out["features"])

@@ -7,7 +7,7 @@ from typing import Dict, Iterable, List, Optional
 import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from ..layout import ENDPLATES, HEIGHTS, KEYPOINT_NAMES, level_positions, order_levels
+from ..layout import ENDPLATES, FLIP_PAIRS, HEIGHTS, KEYPOINT_NAMES, level_positions, order_levels
 from ..scale import INFO_KEY, median_vertebra_height
 from .loading import load_vertebra_coco
 from .validation import DatasetError
@@ -20,13 +20,8 @@ KEYPOINT_CONNECTION_RULES = [(KEYPOINT_NAMES[i], KEYPOINT_NAMES[j], (0, 114, 255
 ]
 
 
-# A horizontal flip of a lateral film is the view from the patient's other side: anterior stays
-# anterior, so no label changes. On a frontal (AP) film the two sides are a left/right convention of
-# the image, so a flip swaps them.
-VIEWS = {
-    "lateral": [],
-    "frontal": [("upper_posterior", "upper_anterior"), ("lower_posterior", "lower_anterior")],
-}
+# The keypoint flip map of each view (pairs of names), as detectron2's metadata gives it.
+VIEWS = {view: [tuple(pair) for pair in pairs] for view, pairs in FLIP_PAIRS.items()}
 
 
 def set_metadata(name: str, json_file: str, image_root: str, view: str = "lateral") -> None:

@@ -8,6 +8,7 @@ from detectron2.utils.events import get_event_storage
 from torch import nn
 
 from ..crops import crop_vertebrae, enlarge_boxes, from_crop, jitter_boxes, to_crop
+from ..layout import flip_indices
 from ..prediction_fields import HEAD_FIELDS
 from ..uncertainty import COVERAGE_LEVELS, DEFAULT_ALPHA, DEFAULT_NUM_SAMPLES, interval_radii
 from ..vertebra_head import VertebraHead
@@ -38,6 +39,9 @@ class VertebraROIHead(nn.Module):
     half of ``box_scale``, the training crops' mean: the context around a vertebra (its posterior
     arch, which tells posterior from anterior after a flip) is then what training showed on average.
 
+    ``test_flip`` (a view, ``lateral`` or ``frontal``) averages each vertebra's keypoints over its
+    crop and the crop mirrored, relabelled by that view's flip map; off (None) by default.
+
     The classification terms of eq. 8 (GSQ-guided and image) are off for the first
     ``classification_warmup_iters`` iterations and ramp up linearly over as many again: from random
     initialisation they would otherwise shape the shared ResNet-18 before it has learned to tell
@@ -54,8 +58,10 @@ class VertebraROIHead(nn.Module):
         num_samples: int = DEFAULT_NUM_SAMPLES,
         crops_per_image: Optional[int] = None,
         classification_warmup_iters: int = 0,
+        test_flip: Optional[str] = None,
     ):
         super().__init__()
+        self.test_flip = flip_indices(test_flip) if test_flip is not None else None
         self.head = head
         self.crops_per_image = crops_per_image
         self.crop_size = crop_size
@@ -120,7 +126,7 @@ class VertebraROIHead(nn.Module):
         results = [Instances(size) for size in images.image_sizes]
         counts = [len(b) for b in boxes]
         crops, flat = self._crops(images, self._context_boxes(images, boxes))
-        outputs = self.head(crops, flat[:, 2:] - flat[:, :2])
+        outputs = self.head(crops, flat[:, 2:] - flat[:, :2], self.test_flip)
         u = self.head.uncertainty(outputs, flat, self.alpha, self.num_samples)
         keypoints = from_crop(outputs["mu"], flat)
         eps_levels = interval_radii(u.samples, keypoints, COVERAGE_LEVELS)
