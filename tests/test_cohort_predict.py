@@ -22,8 +22,6 @@ pytestmark = requires_detectron2
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs" / "xvfa_dino_r50_smoke.py"
 OPTS = ["model.score_threshold=0.0", "model.max_vertebrae=13"]
-# One thread per process in every run, so that 1 and 2 processes sum in the same order.
-ENV = dict(os.environ, OMP_NUM_THREADS="1")
 METRICS = {
     "scores": {"headline": "sampled_mean"},
     "screening": {"vertebra": {"grade": {"normal_mild_vs_moderate_severe": {"threshold": 0.5, "sensitivity": 0.8, "specificity": 0.9}}},
@@ -33,7 +31,7 @@ METRICS = {
 
 def _predict(*args, **kwargs):
     cmd = [sys.executable, str(ROOT / "tools" / "predict.py"), *map(str, args), *OPTS]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=ENV, **kwargs)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +83,8 @@ def test_one_and_two_processes_with_dicom_in_and_out(cohort, tmp_path):
     for n in (1, 2):
         out = tmp_path / f"out{n}"
         result = _predict("--model", cohort["model"], "--input", cohort["films"], cohort["dicomdir"], "--output", out,
-                          "--num-gpus", n, "--batch-size", 1, "--workers", 1, "--threshold", "youden", "--dicom-out")
+                          "--num-gpus", n, "--threads", 1, "--batch-size", 1, "--workers", 1, "--threshold", "youden",
+                          "--dicom-out")
         assert result.returncode == 1, result.stderr[-3000:]
         # The corrupt film is named with its reason; the other six are predicted.
         assert "broken.png: cannot decode the image" in result.stderr
@@ -147,7 +146,7 @@ def test_resume_after_a_kill_loses_no_finished_film(cohort, tmp_path):
     out = tmp_path / "out"
     cmd = [sys.executable, str(ROOT / "tools" / "predict.py"), "--model", str(cohort["model"]), "--input", str(films),
            "--output", str(out), *OPTS]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, start_new_session=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
     while time.time() < deadline and not list(out.glob("f*.json")):
         time.sleep(0.05)

@@ -26,6 +26,7 @@ vertebra boxes instead of the detector: a COCO file or a CSV with the header
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -63,6 +64,9 @@ def parse_args(argv=None):
     parser.add_argument("--num-machines", type=int, default=1)
     parser.add_argument("--machine-rank", type=int, default=0)
     parser.add_argument("--dist-url", default="auto")
+    parser.add_argument("--threads", type=int,
+                        help="on a CPU, threads per process (default: cores / processes); reports are identical "
+                             "for any number of processes at the same --threads and --batch-size")
     parser.add_argument("--resume", action="store_true", help="skip films already reported by the same model")
     parser.add_argument("--dicom-out", action="store_true", help="also a DICOM SR and Secondary Capture per DICOM film")
     parser.add_argument("--scale", type=float,
@@ -76,16 +80,16 @@ def parse_args(argv=None):
         args.weights, args.opts = split_weights(args.weights, args.opts)
     elif args.weights:
         parser.error("--weights goes with --config-file; a model file carries its weights")
-    if args.batch_size < 1 or args.workers < 0 or args.num_gpus < 1:
-        parser.error("--batch-size and --num-gpus must be at least 1, --workers at least 0")
+    if args.batch_size < 1 or args.workers < 0 or args.num_gpus < 1 or (args.threads is not None and args.threads < 1):
+        parser.error("--batch-size, --num-gpus and --threads must be at least 1, --workers at least 0")
     return parser, args
 
 
 def run(args) -> None:
     """One process's share of the films (all of them with one process)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    if not torch.cuda.is_available() and comm.get_world_size() > 1:
-        torch.set_num_threads(max(1, torch.get_num_threads() // comm.get_local_size()))
+    if not torch.cuda.is_available():
+        torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // comm.get_local_size()))
     files, missing = find_radiographs(args.input)
     boxes = read_boxes(args.boxes) if args.boxes is not None else None
     kwargs = dict(given_boxes=boxes is not None, threshold=args.threshold)
