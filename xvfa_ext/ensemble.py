@@ -12,7 +12,6 @@ import torch
 from .prediction_fields import BY_NAME, CLASSES
 
 
-
 def ensemble_instances(members: Sequence):
     """One ``Instances`` from M models' ``Instances`` of the same N vertebrae (same boxes, same order).
 
