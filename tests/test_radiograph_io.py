@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from synthetic_dicom import write_dicom
-from xvfa_ext.radiograph_io import read_radiograph
+from xvfa_ext.radiograph_io import find_radiographs, read_film, read_radiograph
 from xvfa_ext.synthetic import SyntheticConfig, generate_image, image_seed
 
 
@@ -50,3 +50,30 @@ def test_bad_files_name_the_file_and_the_problem(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(ValueError, match="unsupported file type"):
         read_radiograph(tmp_path / "notes.txt")
+
+
+def test_compressed_pixels_without_a_decoder_name_the_syntax_and_the_extra(tmp_path):
+    from pydicom import dcmread
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEG2000Lossless
+
+    write_dicom(tmp_path / "plain.dcm", np.full((64, 48), 5, np.uint8))
+    ds = dcmread(tmp_path / "plain.dcm")
+    ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
+    ds.PixelData = encapsulate([b"\xff\x4f\xff\x51" + b"\x00" * 40])  # a broken JPEG 2000 stream
+    ds["PixelData"].VR = "OB"
+    ds.save_as(tmp_path / "j2k", enforce_file_format=True)
+    with pytest.raises(ValueError, match=r"j2k: its pixels are compressed as JPEG 2000 .*pip install xvfa_ext\[dicom\]"):
+        read_film(tmp_path / "j2k")
+
+
+def test_radiographs_are_found_by_content_recursively_once_each(tmp_path):
+    image = (np.arange(64 * 48).reshape(64, 48) % 251).astype(np.uint8)
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    write_dicom(tmp_path / "a" / "b" / "IM0001", image)  # no extension: found by its DICM mark
+    cv2.imwrite(str(tmp_path / "a" / "scan.png"), image)
+    (tmp_path / "a" / "notes.txt").write_text("not an image")
+    (tmp_path / "a" / ".hidden.png").write_bytes(b"")
+    files, missing = find_radiographs([tmp_path, str(tmp_path / "a" / "scan.png"), str(tmp_path / "nothing*.png")])
+    assert sorted(p.name for p in files) == ["IM0001", "scan.png"] and missing == [str(tmp_path / "nothing*.png")]
+    assert read_film(tmp_path / "a" / "b" / "IM0001").uids["sop_uid"]

@@ -63,9 +63,17 @@ def _read_dicom(path: Path) -> Film:
 
     try:
         ds = pydicom.dcmread(str(path))
-        pixels = ds.pixel_array
     except (InvalidDicomError, AttributeError, ValueError, RuntimeError, OSError) as exc:
         raise ValueError(f"{path}: not a readable DICOM image ({exc})") from exc
+    try:
+        pixels = ds.pixel_array
+    except (AttributeError, ValueError, RuntimeError, OSError) as exc:
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if syntax is not None and syntax.is_compressed:
+            raise ValueError(f"{path}: its pixels are compressed as {syntax.name} and cannot be decoded here ({reason}); "
+                             "pip install xvfa_ext[dicom] adds pydicom's pylibjpeg decoders") from exc
+        raise ValueError(f"{path}: not a readable DICOM image ({reason})") from exc
     if pixels.ndim == 3 and pixels.shape[-1] in (3, 4):
         pixels = pixels[..., :3].mean(-1)
     elif pixels.ndim != 2:
