@@ -85,12 +85,11 @@ def parse_args(argv=None):
     return parser, args
 
 
-def run(args) -> None:
-    """One process's share of the films (all of them with one process)."""
+def run(args, files, missing) -> None:
+    """One process's share of ``files`` (all of them with one process)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if not torch.cuda.is_available():
         torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // comm.get_local_size()))
-    files, missing = find_radiographs(args.input)
     boxes = read_boxes(args.boxes) if args.boxes is not None else None
     kwargs = dict(given_boxes=boxes is not None, threshold=args.threshold)
     if comm.get_world_size() > 1 and torch.cuda.is_available():
@@ -112,14 +111,14 @@ def run(args) -> None:
 
 def main(argv=None) -> int:
     parser, args = parse_args(argv)
-    files, _ = find_radiographs(args.input)
+    files, missing = find_radiographs(args.input)  # once, for every process
     if not files:
         parser.exit(2, f"predict.py: no radiograph (PNG, JPEG, TIFF or DICOM) in {', '.join(args.input)}\n")
     summary_file = args.output / "summary.json"
     summary_file.unlink(missing_ok=True)
     try:
         launch(run, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-               dist_url=args.dist_url, args=(args,))
+               dist_url=args.dist_url, args=(args, files, missing))
     except ValueError as exc:  # a model or box file that cannot be used: one line
         parser.exit(2, f"predict.py: {exc}\n")
     if args.machine_rank != 0:

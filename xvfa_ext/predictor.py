@@ -12,6 +12,7 @@ reported by the same model. ``tools/predict.py`` is the command line around it.
 
 import csv
 import fcntl
+import io
 import json
 import logging
 import tempfile
@@ -31,15 +32,15 @@ from detectron2.utils import comm
 from tqdm import tqdm
 
 from .bundle import BundleError, make_bundle, operating_points, read_bundle
-from .data import VIEWS, dataset_levels, register_from_config
-from .data.catalog import KEYPOINT_CONNECTION_RULES
+from .data import dataset_levels, register_from_config
+from .data.catalog import vertebra_metadata
 from .files import read_json, write_atomic
 from .gsq import GRADES
-from .layout import KEYPOINT_NAMES, levels_by_position
+from .layout import levels_by_position
 from .modeling import as_one_model, load_trained_models
 from .radiograph_io import Film, read_film
 from .records import vertebra_records
-from .reports import CSV_FIELDS, csv_row, patient_summary, screening_rule, vertebra_positive
+from .reports import CSV_FIELDS, SCREENING_GRADE, csv_row, patient_summary, screening_rule, vertebra_positive
 
 logger = logging.getLogger(__name__)
 
@@ -224,13 +225,9 @@ class VFAPredictor:
         self.mapper = instantiate(cfg.dataloader.test.mapper)
         self.metadata = Metadata(
             name=f"xvfa_model_{self.hash[:12]}",
-            thing_classes=["vertebra"],
-            keypoint_names=list(KEYPOINT_NAMES),
-            keypoint_flip_map=VIEWS.get(bundle["view"], []),
-            keypoint_connection_rules=KEYPOINT_CONNECTION_RULES,
-            view=bundle["view"],
             levels=list(bundle["levels"]),
             level_positions=dict(bundle["level_positions"]) or None,
+            **vertebra_metadata(bundle["view"]),
         )
 
     @classmethod
@@ -355,8 +352,6 @@ CSV_NAME = "vertebrae.csv"
 
 
 def _csv_text(rows: List[Dict], header: bool) -> str:
-    import io
-
     table = io.StringIO()
     writer = csv.DictWriter(table, fieldnames=CSV_FIELDS)
     if header:
@@ -394,7 +389,7 @@ def study_summaries(reports: Sequence[Dict]) -> List[Dict]:
     for r in reports:
         studies[r.get("study_uid") or r["image"]].append(r)
     out = []
-    for key, films in studies.items():
+    for films in studies.values():
         by_level: Dict[str, int] = {}
         unlevelled = []
         positive = False
@@ -414,7 +409,7 @@ def study_summaries(reports: Sequence[Dict]) -> List[Dict]:
             "films": [r["image"] for r in films],
             "vertebrae": len(grades),
             "worst_grade": GRADES[worst],
-            "moderate_or_severe": sum(g >= 2 for g in grades),
+            "moderate_or_severe": sum(g >= SCREENING_GRADE for g in grades),
             "screening_positive": positive,
         })
     return out
@@ -435,16 +430,17 @@ def predict_cohort(predictor: VFAPredictor, files: Sequence[Path], options: Coho
     rank, world = comm.get_rank(), comm.get_world_size()
     stems = unique_stems(files)
     csv_path = out / CSV_NAME
+    kept: Dict[int, Dict] = {}
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        kept = []
         if options.resume:
-            kept = [r for s in stems if (r := _existing_report(out / f"{s}.json", predictor.hash)) is not None]
-        write_atomic(csv_path, _csv_text([row for r in kept for row in _rows(r)], header=True).encode())
-    comm.synchronize()
+            kept = {i: r for i, s in enumerate(stems) if (r := _existing_report(out / f"{s}.json", predictor.hash)) is not None}
+        write_atomic(csv_path, _csv_text([row for r in kept.values() for row in _rows(r)], header=True).encode())
+    # Every process learns which films are reported already (and waits for the CSV's header).
+    done = set(comm.all_gather(sorted(kept))[0])
     mine = list(range(rank, len(files), world))
-    skipped = [i for i in mine if options.resume and _existing_report(out / f"{stems[i]}.json", predictor.hash)]
-    todo = [i for i in mine if i not in set(skipped)]
+    skipped = [i for i in mine if i in done]
+    todo = [i for i in mine if i not in done]
     dataset = FilmDataset([files[i] for i in todo], todo, predictor.mapper, options.boxes, options.boxes_file)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=options.batch_size, num_workers=options.num_workers, collate_fn=list, shuffle=False

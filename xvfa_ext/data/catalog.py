@@ -24,19 +24,26 @@ KEYPOINT_CONNECTION_RULES = [(KEYPOINT_NAMES[i], KEYPOINT_NAMES[j], (0, 114, 255
 VIEWS = {view: [tuple(pair) for pair in pairs] for view, pairs in FLIP_PAIRS.items()}
 
 
-def set_metadata(name: str, json_file: str, image_root: str, view: str = "lateral") -> None:
+def vertebra_metadata(view: str) -> Dict:
+    """What detectron2's metadata says of vertebrae seen in ``view``: the class, the keypoints, how a
+    flip relabels them and how the Visualizer connects them (a dataset's, and a model file's)."""
     if view not in VIEWS:
-        raise DatasetError(f"dataset '{name}': view must be one of {sorted(VIEWS)}, got {view!r}")
-    MetadataCatalog.get(name).set(
-        json_file=json_file,
-        image_root=image_root,
-        evaluator_type="xvfa",
+        raise ValueError(f"view must be one of {sorted(VIEWS)}, got {view!r}")
+    return dict(
         thing_classes=["vertebra"],
         keypoint_names=list(KEYPOINT_NAMES),
         view=view,
         keypoint_flip_map=VIEWS[view],
         keypoint_connection_rules=KEYPOINT_CONNECTION_RULES,
     )
+
+
+def set_metadata(name: str, json_file: str, image_root: str, view: str = "lateral") -> None:
+    try:
+        vertebrae = vertebra_metadata(view)
+    except ValueError as exc:
+        raise DatasetError(f"dataset '{name}': {exc}") from None
+    MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root, evaluator_type="xvfa", **vertebrae)
 
 
 def register_vertebra_coco(
