@@ -7,6 +7,7 @@ setup(
     version="0.1.0",
     description="Explainable vertebral fracture assessment (XVFA): GSQ rules, RLE keypoints, detectron2 models",
     packages=find_packages(include=["xvfa_ext", "xvfa_ext.*"]),
+    package_data={"xvfa_ext.review": ["static/*"]},
     python_requires=">=3.9",
     install_requires=[
         "torch>=2.1",
@@ -22,9 +23,11 @@ setup(
         "matplotlib>=3.7",
         "tensorboard",
         "tqdm",
+        "flask>=2.2",
     ],
     extras_require={
-        "test": ["pytest>=7"],
+        # the review application's browser tests drive the system's chromium
+        "test": ["pytest>=7", "playwright>=1.40"],
         # compressed DICOM (JPEG, JPEG-LS, JPEG 2000) through pydicom's pylibjpeg handlers
         "dicom": ["pylibjpeg>=2.0", "pylibjpeg-libjpeg>=2.1", "pylibjpeg-openjpeg>=2.3"],
     },

@@ -35,11 +35,10 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from xvfa_ext.coco_splits import CATEGORY, split_files, write_split_files
-from xvfa_ext.gsq import GRADES, classify, morphometry
+from xvfa_ext.coco_splits import split_files, vertebra_annotation, write_split_files
+from xvfa_ext.gsq import GRADES, morphometry
 from xvfa_ext.layout import COORDINATE_COLUMNS, KEYPOINT_NAMES, order_levels
 from xvfa_ext.radiograph_io import read_radiograph
-from xvfa_ext.synthetic import vertebra_box
 
 OPTIONAL = ["grade", "morphology", "patient_id"]
 # The points a row gives: all six, or the four corners (the middles then made from them).
@@ -186,32 +185,8 @@ def build_coco(rows: List[Dict], image_dir: Path, csv_path: Path, middles: str =
         if (pts < 0).any() or (pts[:, 0] > w).any() or (pts[:, 1] > h).any():
             errors.append(f"{csv_path}, line {row['line']}: a point lies outside {name} ({w}x{h} pixels)")
             continue
-        grade, morphology, graded_by = row["grade"], row["morphology"], "reader"
-        if grade is None or morphology is None:
-            graded_by = "reader" if grade is not None else "gsq"
-            grade = int(classify(pts[None])[0]) if grade is None else grade
-            if morphology is None:
-                # docs/gsq.md: a fractured vertebra is concave where both middle ratios are below 1, else wedge-like.
-                m = morphometry(pts[None])
-                concave = bool(m["mpr"][0] < 1 and m["mar"][0] < 1)
-                morphology = 0 if grade == 0 else (2 if concave else 1)
-        box = vertebra_box(pts, h, w)
-        annotations.append({
-            "id": len(annotations) + 1,
-            "image_id": image["id"],
-            "category_id": CATEGORY["id"],
-            "bbox": [round(v, 2) for v in box],
-            "area": round(box[2] * box[3], 2),
-            "iscrowd": 0,
-            "keypoints": [round(float(v), 2) for p in pts for v in (*p, 2.0)],
-            "num_keypoints": len(KEYPOINT_NAMES),
-            "grade": int(grade),
-            "morphology": int(morphology),
-            "graded_by": graded_by,
-            "level": row["level"],
-            "imputed": False,
-            **({"middles": middles} if middles != "read" else {}),
-        })
+        annotations.append(vertebra_annotation(len(annotations) + 1, image, pts, row["grade"], row["morphology"],
+                                               row["level"], middles))
     if errors:
         raise ConversionError("\n".join(errors[:MAX_MESSAGES]))
     return [img for img in images.values() if img is not None], annotations

@@ -25,6 +25,15 @@ def measured():
     return _MEASURED
 
 
+@pytest.fixture(scope="session")
+def review_folder(tmp_path_factory):
+    """Films and their reports for the review application's tests (``review_data``), written once;
+    each test works on a copy of ``results``."""
+    from review_data import write_review_folder
+
+    return write_review_folder(tmp_path_factory.mktemp("review"))
+
+
 def pytest_terminal_summary(terminalreporter):
     skipped = [r for r in terminalreporter.stats.get("skipped", []) if DETECTRON2_SKIP_REASON in str(r.longrepr)]
     terminalreporter.section("xvfa_ext")

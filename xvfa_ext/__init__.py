@@ -1,9 +1,17 @@
 """Explainable vertebral fracture assessment (XVFA): GSQ rules, keypoint density and screening."""
 
+import importlib
+
 __version__ = "0.1.0"
 
-from .gsq import GRADES, MORPHOLOGIES
-from .layout import KEYPOINT_NAMES
-from .reports import classify_keypoints
+# Imported when first used, so that a program that needs none of them (the review application's
+# start) does not pay for torch.
+_EXPORTS = {"GRADES": "gsq", "MORPHOLOGIES": "gsq", "KEYPOINT_NAMES": "layout", "classify_keypoints": "reports"}
 
-__all__ = ["GRADES", "KEYPOINT_NAMES", "MORPHOLOGIES", "classify_keypoints"]
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

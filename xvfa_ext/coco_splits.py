@@ -14,8 +14,10 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
 from .files import write_atomic
+from .gsq import classify, morphometry
 from .layout import KEYPOINT_NAMES, SKELETON
 from .scale import INFO_KEY, median_vertebra_height
+from .synthetic import vertebra_box
 
 SPLITS = ("train", "val", "test")
 SPLIT_FRACTIONS = {"val": 0.15, "test": 0.15}
@@ -74,6 +76,46 @@ def stratified_folds(patients: List[str], worst: Dict[str, int], seed: int, num_
     for _, val in splitter.split(np.zeros(len(patients)), labels, groups=np.arange(len(patients))):
         folds.append(sorted(patients[i] for i in val))
     return folds
+
+
+def vertebra_annotation(ann_id: int, image: Dict, points: np.ndarray, grade: Optional[int], morphology: Optional[int],
+                        level: Optional[str], middles: str = "read") -> Dict:
+    """One read vertebra of ``image`` (a COCO image with ``id``, ``height``, ``width``) as a COCO
+    annotation of the project: its box around the (6, 2) ``points``, the keypoints all visible, the
+    grade and morphology. Where the reader gave no grade, both come from the crisp GSQ of the points
+    and ``graded_by`` says ``"gsq"`` (else ``"reader"``)."""
+    graded_by = "reader"
+    if grade is None or morphology is None:
+        graded_by = "reader" if grade is not None else "gsq"
+        grade = int(classify(points[None])[0]) if grade is None else grade
+        if morphology is None:
+            # docs/gsq.md: a fractured vertebra is concave where both middle ratios are below 1, else wedge-like.
+            m = morphometry(points[None])
+            concave = bool(m["mpr"][0] < 1 and m["mar"][0] < 1)
+            morphology = 0 if grade == 0 else (2 if concave else 1)
+    box = vertebra_box(points, image["height"], image["width"])
+    return {
+        "id": ann_id,
+        "image_id": image["id"],
+        "category_id": CATEGORY["id"],
+        "bbox": [round(v, 2) for v in box],
+        "area": round(box[2] * box[3], 2),
+        "iscrowd": 0,
+        "keypoints": [round(float(v), 2) for p in points for v in (*p, 2.0)],
+        "num_keypoints": len(KEYPOINT_NAMES),
+        "grade": int(grade),
+        "morphology": int(morphology),
+        "graded_by": graded_by,
+        "level": level,
+        "imputed": False,
+        **({"middles": middles} if middles != "read" else {}),
+    }
+
+
+def coco_file(images: List[Dict], annotations: List[Dict], info: Dict) -> Dict:
+    """One COCO vertebra file: ``info`` gains the median vertebra height (:mod:`xvfa_ext.scale`)."""
+    height = median_vertebra_height(annotations)
+    return _coco(images, annotations, dict(info, **{INFO_KEY: height}) if height is not None else info)
 
 
 def _coco(images: List[Dict], annotations: List[Dict], info: Dict) -> Dict:

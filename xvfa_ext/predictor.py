@@ -299,11 +299,9 @@ class VFAPredictor:
     def draw(self, film: Film, report: Dict, scale: Optional[float] = None) -> np.ndarray:
         """The film with its vertebrae drawn (:class:`~xvfa_ext.visualizer.VertebraVisualizer`), BGR;
         ``scale`` relative to the film, by default :func:`drawing_scale`."""
-        from .visualizer import VertebraVisualizer
+        from .visualizer import draw_report
 
-        scale = drawing_scale(film.image.shape) if scale is None else scale
-        vis = VertebraVisualizer(np.repeat(film.image[:, :, None], 3, 2), self.metadata, scale=scale)
-        return np.ascontiguousarray(vis.draw_predictions(report["vertebrae"]).get_image()[:, :, ::-1])
+        return draw_report(film.image, report["vertebrae"], drawing_scale(film.image.shape) if scale is None else scale)
 
 
 DRAWING_LONG_SIDE = 1200

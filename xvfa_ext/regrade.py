@@ -1,16 +1,21 @@
 """Re-grading keypoints: a report's vertebrae, or a CSV of points, through the crisp GSQ of the records.
 
-``tools/gsq.py`` is the command line around it.
+:func:`regrade` is the one re-grade of a corrected report, shared by ``tools/gsq.py`` and the review
+application (:mod:`xvfa_ext.review`): each vertebra's GSQ fields and reader's grade, the patient
+summary, and (:func:`reviewed_rows`, :func:`replace_csv_rows`) its CSV rows.
 """
 
 import csv
 import io
-import json
 import math
-from typing import List
+from pathlib import Path
+from typing import List, Optional
 
+from .files import write_atomic
+from .gsq import GRADES, MORPHOLOGIES
 from .layout import COORDINATE_COLUMNS, KEYPOINT_NAMES
 from .records import gsq_fields
+from .reports import REVIEWED_CSV_FIELDS, SCREENING_GRADE, patient_summary, reviewed_csv_row
 
 CSV_LAYOUTS = """The layout is decided once per file, from its first non-empty line:
   - a header naming the twelve coordinates upper_posterior_x, upper_posterior_y, upper_middle_x,
@@ -120,24 +125,119 @@ def regrade_csv(text: str, pixel_spacing, errors: List[str]) -> str:
     return out.getvalue()
 
 
-def regrade_report(report: dict, pixel_spacing, errors: List[str]) -> str:
-    """A report of ``tools/predict.py`` (as a dict) with each vertebra's GSQ fields recomputed from its
-    keypoints, as JSON text; each vertebra that cannot be graded is named in ``errors``."""
+# How the reviewed flag is decided: the model's rule (its probabilities or scores) does not follow a
+# moved point, so a re-graded report flags by the reader's grade.
+READER_RULE = {
+    "rule": "reader grade",
+    "description": "positive where the reader's grade is moderate or severe: the crisp GSQ grade of the "
+                   "reader's points, or the reader's override",
+}
+# What the model said of a vertebra, kept under "model" when a report is first re-graded.
+MODEL_FIELDS = ("grade", "morphology", "shape", "screening_positive")
+
+
+def keypoints_of(vertebra: dict) -> List[List[float]]:
+    """A report vertebra's six ``[x, y]`` points; a ValueError naming the missing or bad field."""
+    try:
+        return [[_number(str(vertebra["keypoints"][name][axis])) for axis in ("x", "y")] for name in KEYPOINT_NAMES]
+    except KeyError as exc:
+        raise ValueError(f"missing keypoint field {exc}") from None
+    except TypeError as exc:
+        raise ValueError(f"keypoints: {exc}") from None
+
+
+def regrade_vertebra(vertebra: dict, pixel_spacing=None) -> dict:
+    """One vertebra of a report re-graded in place from its (possibly moved) keypoints.
+
+    The GSQ fields (:func:`~xvfa_ext.records.gsq_fields`) follow the points. ``grade`` becomes the
+    reader's: ``override["grade"]`` where the reader set one, else the crisp GSQ grade of the points
+    (``grade_source`` says which); ``morphology``, ``shape`` and ``screening_positive``
+    (:data:`READER_RULE`) follow it. What the model said (:data:`MODEL_FIELDS` and its points) is kept
+    under ``model`` the first time; a vertebra the reader added has ``model: None``.
+    ``agrees_with_model`` compares the two grades. A ValueError where the keypoints cannot be read.
+    """
+    points = keypoints_of(vertebra)
+    if "model" not in vertebra:
+        vertebra["model"] = None if "grade" not in vertebra else {
+            **{k: vertebra[k] for k in MODEL_FIELDS if k in vertebra},
+            "keypoints": dict(zip(KEYPOINT_NAMES, points)),
+        }
+    graded = gsq_fields([points], pixel_spacing)[0]
+    vertebra.pop("heights_mm", None)  # without a spacing an old mm height would not follow the points
+    vertebra.update(graded)
+    override = vertebra.get("override")
+    if override:
+        grade, source = override["grade"], "override"
+    else:
+        grade, source = graded["gsq_grade"], "points"
+    normal = grade == GRADES[0]
+    vertebra.update(
+        grade=grade,
+        grade_source=source,
+        morphology=MORPHOLOGIES[0] if normal else graded["gsq_morphology"],
+        shape="normal" if normal else graded["gsq_shape"],
+        screening_positive=grade in GRADES and GRADES.index(grade) >= SCREENING_GRADE,
+        agrees_with_model=None if vertebra["model"] is None else vertebra["model"].get("grade") == grade,
+    )
+    return vertebra
+
+
+def reviewed_patient_summary(vertebrae: List[dict]) -> dict:
+    """:func:`~xvfa_ext.reports.patient_summary` of the reader's grades; vertebrae without a grade
+    (points that make no vertebra) are counted as ``ungraded``."""
+    graded = [v for v in vertebrae if v.get("grade") in GRADES]
+    return {**patient_summary(graded), "vertebrae": len(vertebrae), "ungraded": len(vertebrae) - len(graded)}
+
+
+def regrade(report: dict, pixel_spacing=None, errors: Optional[List[str]] = None) -> dict:
+    """A report of ``tools/predict.py`` re-graded in place from its (possibly corrected) keypoints:
+    every vertebra by :func:`regrade_vertebra`, the patient summary from the reader's grades, and
+    the screening rule :data:`READER_RULE`. The model's summary and rule are kept as
+    ``model_patient`` and ``model_screening``. Heights in mm with ``pixel_spacing`` (row, column),
+    else the report's. A vertebra that cannot be graded is named in ``errors`` (and raises a
+    ValueError where ``errors`` is None); it stays in the report as ``grade: "invalid"``."""
     spacing = pixel_spacing or report.get("pixel_spacing_mm")
     for i, vertebra in enumerate(report.get("vertebrae", [])):
-        where = f"vertebra {vertebra.get('index', i)}"
         try:
-            points = [[_number(str(vertebra["keypoints"][name][axis])) for axis in ("x", "y")] for name in KEYPOINT_NAMES]
-        except KeyError as exc:
-            errors.append(f"{where}: missing keypoint field {exc}")
+            regrade_vertebra(vertebra, spacing)
+        except ValueError as exc:
+            if errors is None:
+                raise ValueError(f"vertebra {vertebra.get('index', i)}: {exc}") from None
+            errors.append(f"vertebra {vertebra.get('index', i)}: {exc}")
+            vertebra.update(grade="invalid", grade_source="unreadable keypoints", valid=False, screening_positive=False)
             continue
-        except (TypeError, ValueError) as exc:
-            errors.append(f"{where}: {exc}")
-            continue
-        graded = gsq_fields([points], spacing)[0]
-        if not graded["valid"]:
-            errors.append(f"{where}: {graded['explanation']}")
-        # Every GSQ field of the record follows the points; without a spacing an old mm height would not.
-        vertebra.pop("heights_mm", None)
-        vertebra.update(graded)
-    return json.dumps(report, indent=1)
+        if not vertebra["valid"] and errors is not None:
+            errors.append(f"vertebra {vertebra.get('index', i)}: {vertebra['explanation']}")
+    for key in ("patient", "screening"):
+        if key in report and f"model_{key}" not in report:
+            report[f"model_{key}"] = report[key]
+    report["screening"] = READER_RULE
+    report["patient"] = reviewed_patient_summary(report.get("vertebrae", []))
+    return report
+
+
+def reviewed_rows(report: dict) -> List[dict]:
+    """A re-graded report's vertebrae as rows of :data:`REVIEWED_CSV_FIELDS`."""
+    return [reviewed_csv_row(report["image"], v) for v in report.get("vertebrae", []) if v.get("valid", False)]
+
+
+def replace_csv_rows(path: Path, image: str, rows: List[dict]) -> None:
+    """Replace the rows of ``image`` in the CSV at ``path`` (a ``vertebrae.csv`` of
+    ``tools/predict.py`` or a ``vertebrae.reviewed.csv``) by ``rows``, written atomically with the
+    columns of :data:`REVIEWED_CSV_FIELDS`; the other films' rows are kept in their order, and the
+    film's rows go where its first row was (at the end for a new film)."""
+    path = Path(path)
+    kept, at = [], None
+    if path.exists():
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                if row.get("image") == image:
+                    at = len(kept) if at is None else at
+                else:
+                    kept.append(row)
+    at = len(kept) if at is None else at
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=REVIEWED_CSV_FIELDS, extrasaction="ignore", restval="")
+    writer.writeheader()
+    writer.writerows(kept[:at] + rows + kept[at:])
+    write_atomic(path, out.getvalue().encode())

@@ -101,26 +101,47 @@ CSV_FIELDS = (
 
 
 def csv_row(image: str, vertebra: Dict) -> Dict:
-    """One vertebra as a CSV row (heights in mm empty where the pixel spacing is unknown)."""
-    p = vertebra["grade_probabilities"]["combined"]
+    """One vertebra as a CSV row (heights in mm empty where the pixel spacing is unknown; the model's
+    probabilities, score and interval empty for a vertebra a reader added)."""
+    p = vertebra.get("grade_probabilities", {}).get("combined")
     mm = vertebra.get("heights_mm", {})
+    keypoints = next(iter(vertebra["keypoints"].values()))
+    scores = vertebra.get("screening_scores", {}).get(SCREENING_TASK, {})
     return {
         "image": image,
         "index": vertebra["index"],
         "level": vertebra["level"] or "",
         "level_certain": int(vertebra.get("level_certain", False)),
-        "score": round(vertebra["score"], 6),
+        "score": round(vertebra["score"], 6) if "score" in vertebra else "",
         "grade": vertebra["grade"],
         "morphology": vertebra["morphology"],
         "shape": vertebra["shape"],
-        **{f"p_{g}": round(p[g], 6) for g in GRADES},
+        **{f"p_{g}": round(p[g], 6) if p else "" for g in GRADES},
         "gsq_grade": vertebra["gsq_grade"],
         "gsq_morphology": vertebra["gsq_morphology"],
         **{f"height_{name}_px": round(vertebra["heights_px"][name], 3) for name, _ in HEIGHT_NAMES},
         **{f"height_{name}_mm": round(mm[name], 3) if name in mm else "" for name, _ in HEIGHT_NAMES},
         **{name: round(vertebra["ratios"][name], 4) for name, _ in RATIO_NAMES},
         "reduction": round(vertebra["reduction"], 4),
-        "mean_eps_px": round(float(keypoint_array(vertebra, "eps_px").mean()), 3),
-        **{f"score_{name}": round(value, 6) for name, value in vertebra["screening_scores"][SCREENING_TASK].items()},
+        "mean_eps_px": round(float(keypoint_array(vertebra, "eps_px").mean()), 3) if "eps_px" in keypoints else "",
+        **{f"score_{name}": round(scores[name], 6) if name in scores else "" for name in SCORES},
         "explanation": vertebra["explanation"],
+    }
+
+
+# A re-graded report's rows (xvfa_ext.regrade): grade, morphology and shape are the reader's; the
+# model's grade, where the reader's came from, and an override's reason and reader follow.
+REVIEWED_CSV_FIELDS = CSV_FIELDS + ["model_grade", "grade_source", "override_reason", "override_reader"]
+
+
+def reviewed_csv_row(image: str, vertebra: Dict) -> Dict:
+    """One re-graded vertebra as a row of :data:`REVIEWED_CSV_FIELDS`."""
+    model = vertebra.get("model") or {}
+    override = vertebra.get("override") or {}
+    return {
+        **csv_row(image, vertebra),
+        "model_grade": model.get("grade", ""),
+        "grade_source": vertebra.get("grade_source", ""),
+        "override_reason": override.get("reason", ""),
+        "override_reader": override.get("reader", ""),
     }

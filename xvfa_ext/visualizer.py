@@ -71,19 +71,23 @@ class VertebraVisualizer(Visualizer):
         return self.output
 
     def draw_predictions(self, records: List[Dict]):
-        """Every vertebra of :func:`~xvfa_ext.records.vertebra_records`: its combined grade and shape,
-        and its level, marked '?' where uncertain; an ensemble's spread between models too."""
+        """Every vertebra of :func:`~xvfa_ext.records.vertebra_records`: its grade and shape, and its
+        level, marked '?' where uncertain; an ensemble's spread between models too. A reviewed
+        record (:func:`~xvfa_ext.regrade.regrade`) is drawn with the reader's grade, without the
+        model's probability, and a vertebra the reader added without intervals."""
         for r in records:
-            level = r["level"] if r["level"] is None or r["level_certain"] else f"{r['level']}?"
-            probability = r["grade_probabilities"]["combined"][r["grade"]]
+            level = r["level"] if r["level"] is None or r.get("level_certain", True) else f"{r['level']}?"
+            reviewed = "grade_source" in r
+            probability = None if reviewed else r["grade_probabilities"]["combined"][r["grade"]]
+            first = next(iter(r["keypoints"].values()))
             self.draw_vertebra(
                 keypoint_array(r),
                 vertebra_label(level, r["grade"], r["shape"], probability),
-                GRADES.index(r["grade"]),
-                r["box"],
-                keypoint_array(r, "eps_px"),
-                keypoint_array(r, "scale_px"),
-                keypoint_array(r, "epistemic_px") if "epistemic_px" in next(iter(r["keypoints"].values())) else None,
+                GRADES.index(r["grade"]) if r["grade"] in GRADES else INVALID,
+                r.get("box"),
+                keypoint_array(r, "eps_px") if "eps_px" in first else None,
+                keypoint_array(r, "scale_px") if "scale_px" in first else None,
+                keypoint_array(r, "epistemic_px") if "epistemic_px" in first else None,
             )
         return self.output
 
@@ -101,3 +105,10 @@ class VertebraVisualizer(Visualizer):
             label = vertebra_label(ann.get("level"), GRADES[grade] if grade != INVALID else "invalid", shape, None) + tag
             self.draw_vertebra(kps, label, grade, box)
         return self.output
+
+
+def draw_report(gray: np.ndarray, vertebrae: List[Dict], scale: float) -> np.ndarray:
+    """A film (H, W) uint8 with a report's vertebrae drawn by :class:`VertebraVisualizer`, as BGR,
+    ``scale`` times the film's size."""
+    vis = VertebraVisualizer(np.repeat(gray[:, :, None], 3, 2), None, scale=scale)
+    return np.ascontiguousarray(vis.draw_predictions(vertebrae).get_image()[:, :, ::-1])
