@@ -52,6 +52,24 @@ import xvfa_ext
 print(f"xvfa_ext ready: torch {torch.__version__}, torchvision {torchvision.__version__}")
 PY
 
+# The review application's browser tests drive Debian's chromium (through Playwright, the test
+# extra). It is installed where apt is available; elsewhere those tests are skipped with the reason.
+if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then
+    echo "install.sh: chromium found, for the browser tests"
+elif command -v apt-get >/dev/null 2>&1; then
+    as_root=()
+    [ "$(id -u)" != 0 ] && as_root=(sudo -n)
+    if "${as_root[@]}" apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 \
+        || { "${as_root[@]}" apt-get update >/dev/null 2>&1 \
+             && "${as_root[@]}" apt-get install -y --no-install-recommends chromium >/dev/null 2>&1; }; then
+        echo "install.sh: chromium installed, for the browser tests"
+    else
+        echo "install.sh: note: chromium could not be installed with apt-get; the browser tests will be skipped"
+    fi
+else
+    echo "install.sh: note: no chromium and no apt-get; the browser tests will be skipped"
+fi
+
 if [ "$core_only" = 1 ]; then
     echo "install.sh: --core-only: detectron2 and detrex not installed; tests that need them will be skipped"
     exit 0
