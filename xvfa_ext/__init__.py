@@ -6,7 +6,7 @@ __version__ = "0.1.0"
 
 # Imported when first used, so that a program that needs none of them (the review application's
 # start) does not pay for torch.
-_EXPORTS = {"GRADES": "gsq", "MORPHOLOGIES": "gsq", "KEYPOINT_NAMES": "layout", "classify_keypoints": "reports"}
+_EXPORTS = {"GRADES": "layout", "MORPHOLOGIES": "layout", "KEYPOINT_NAMES": "layout", "classify_keypoints": "reports"}
 
 __all__ = sorted(_EXPORTS)
 

@@ -10,10 +10,8 @@ from typing import Dict, Sequence, Tuple
 import torch
 from torch import nn
 
-from .layout import NUM_KEYPOINTS
+from .layout import GRADES, MORPHOLOGIES, NUM_KEYPOINTS  # noqa: F401 - GRADES and MORPHOLOGIES are the rules' too
 
-GRADES = ("normal", "mild", "moderate", "severe")
-MORPHOLOGIES = ("normal", "wedge-like", "concave")
 DEFAULT_THRESHOLDS = (0.20, 0.25, 0.40)
 # The fuzzy rules' temperature tau, in units of a height ratio, as the model config uses it: at 0.05
 # the GSQ losses' gradient reaches keypoints a few pixels from a threshold, where at 0.01 it is a

@@ -13,6 +13,9 @@ KEYPOINT_NAMES = (
     "lower_anterior",
 )
 NUM_KEYPOINTS = len(KEYPOINT_NAMES)
+# Genant's grades and the morphologies of docs/gsq.md, by index.
+GRADES = ("normal", "mild", "moderate", "severe")
+MORPHOLOGIES = ("normal", "wedge-like", "concave")
 # Spreadsheet columns of a vertebra's points: upper_posterior_x, upper_posterior_y, ... lower_anterior_y.
 COORDINATE_COLUMNS = tuple(f"{name}_{axis}" for name in KEYPOINT_NAMES for axis in ("x", "y"))
 

@@ -15,7 +15,8 @@ from .files import write_atomic
 from .gsq import GRADES, MORPHOLOGIES
 from .layout import COORDINATE_COLUMNS, KEYPOINT_NAMES
 from .records import gsq_fields
-from .reports import REVIEWED_CSV_FIELDS, SCREENING_GRADE, patient_summary, reviewed_csv_row
+from .patient import SCREENING_GRADE, reviewed_patient_summary
+from .reports import REVIEWED_CSV_FIELDS, reviewed_csv_row
 
 CSV_LAYOUTS = """The layout is decided once per file, from its first non-empty line:
   - a header naming the twelve coordinates upper_posterior_x, upper_posterior_y, upper_middle_x,
@@ -180,13 +181,6 @@ def regrade_vertebra(vertebra: dict, pixel_spacing=None) -> dict:
         agrees_with_model=None if vertebra["model"] is None else vertebra["model"].get("grade") == grade,
     )
     return vertebra
-
-
-def reviewed_patient_summary(vertebrae: List[dict]) -> dict:
-    """:func:`~xvfa_ext.reports.patient_summary` of the reader's grades; vertebrae without a grade
-    (points that make no vertebra) are counted as ``ungraded``."""
-    graded = [v for v in vertebrae if v.get("grade") in GRADES]
-    return {**patient_summary(graded), "vertebrae": len(vertebrae), "ungraded": len(vertebrae) - len(graded)}
 
 
 def regrade(report: dict, pixel_spacing=None, errors: Optional[List[str]] = None) -> dict:

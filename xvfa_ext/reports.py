@@ -10,9 +10,9 @@ import numpy as np
 
 from .gsq import DEFAULT_THRESHOLDS, GRADES
 from .metrics import SCORES
+from .patient import SCREENING_GRADE, patient_summary  # noqa: F401 - the report's patient summary, by its old name too
 from .records import HEIGHT_NAMES, RATIO_NAMES, gsq_fields, keypoint_array
 
-SCREENING_GRADE = 2  # moderate or worse is flagged, as the paper groups normal+mild vs moderate+severe
 
 
 def classify_keypoints(
@@ -70,24 +70,6 @@ def vertebra_positive(vertebra: Dict, rule: Optional[Dict] = None) -> bool:
     if rule is None or rule["rule"] == "grade":
         return GRADES.index(vertebra["grade"]) >= SCREENING_GRADE
     return vertebra["screening_scores"][rule["task"]][rule["score"]] >= rule["vertebra"]["threshold"]
-
-
-def patient_summary(vertebrae: List[Dict], rule: Optional[Dict] = None) -> Dict:
-    """The worst grade, the count of moderate and severe vertebrae, and the screening flag under
-    ``rule`` (:func:`screening_rule`; by default the most likely grade). No vertebra found: normal."""
-    grades = [GRADES.index(v["grade"]) for v in vertebrae]
-    worst = max(grades, default=0)
-    if rule is None or rule["rule"] == "grade":
-        positive = worst >= SCREENING_GRADE
-    else:
-        score = max((v["screening_scores"][rule["task"]][rule["score"]] for v in vertebrae), default=0.0)
-        positive = score >= rule["patient"]["threshold"]
-    return {
-        "vertebrae": len(vertebrae),
-        "worst_grade": GRADES[worst],
-        "moderate_or_severe": sum(g >= SCREENING_GRADE for g in grades),
-        "screening_positive": bool(positive),
-    }
 
 
 CSV_FIELDS = (

@@ -204,7 +204,7 @@ class ReviewStore:
         from the model's report alone: its points' crisp grades are already there."""
         if reviewed.is_file():
             return self.report(film)
-        from ..regrade import reviewed_patient_summary
+        from ..patient import reviewed_patient_summary
 
         model, _ = self._paths(film)
         r = self._read(model)

@@ -59,12 +59,13 @@ function visibleFilms() {
 function renderWorklist() {
   const rows = visibleFilms().map((f) => {
     if (f.error) {
-      return `<tr class="error" data-film="${esc(f.film)}" title="${esc(f.error)}"><td>${esc(f.film)}</td><td colspan="4">unreadable</td></tr>`;
+      return `<tr class="error" data-film="${esc(f.film)}" title="${esc(f.error)}"><td>${esc(f.film)}</td><td colspan="5">unreadable</td></tr>`;
     }
     const current = f.film === state.film ? " current" : "";
     return `<tr class="film${current}" data-film="${esc(f.film)}"><td>${esc(f.film)}</td><td>${esc(f.patient_id)}</td>` +
       `<td class="grade-${esc(f.worst_grade)}">${esc(f.worst_grade)}</td>` +
       `<td>${f.screening_positive ? '<span class="flag">&#9873;</span>' : ""}</td>` +
+      `<td class="disagree">${f.disagreements || ""}</td>` +
       `<td>${f.reviewed ? "&#10003;" : ""}</td></tr>`;
   });
   $("films").innerHTML = rows.join("");
