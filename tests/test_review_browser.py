@@ -113,5 +113,23 @@ def test_drag_a_point_and_the_grade_follows(server, tmp_path):
         )
         assert status == 409
         assert json.loads((results / "film_c.reviewed.json").read_text())["version"] == 1
+
+        # A vertebra added with its level and six clicks, in the order of the points.
+        n = len(report["vertebrae"])
+        page.fill("#add-level", "X1")
+        page.click("#add")
+        for name in v["keypoints"]:
+            x, y = page.evaluate(f"window.review.toScreen({v['keypoints'][name]['x'] + 120}, {v['keypoints'][name]['y']})")
+            page.mouse.click(x, y)
+        page.wait_for_function(f"window.review.state.report.vertebrae.length === {n + 1}")
+        added = json.loads((results / "film_c.reviewed.json").read_text())
+        assert added["version"] == 2 and added["audit"][-1]["action"] == "add vertebra"
+        assert "added" in page.inner_text("#vertebrae")
+        # Keys: j selects the next vertebra, n opens the next film.
+        selected = page.evaluate("window.review.state.selected")
+        page.keyboard.press("j")
+        assert page.evaluate("window.review.state.selected") == (selected + 1) % (n + 1)
+        page.keyboard.press("n")
+        page.wait_for_function("window.review.state.film === 'film_model' && document.body.dataset.ready === 'true'")
         assert errors == []
         browser.close()
