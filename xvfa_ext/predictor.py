@@ -298,18 +298,10 @@ class VFAPredictor:
 
     def draw(self, film: Film, report: Dict, scale: Optional[float] = None) -> np.ndarray:
         """The film with its vertebrae drawn (:class:`~xvfa_ext.visualizer.VertebraVisualizer`), BGR;
-        ``scale`` relative to the film, by default :func:`drawing_scale`."""
+        ``scale`` relative to the film, by default :func:`~xvfa_ext.visualizer.drawing_scale`."""
         from .visualizer import draw_report
 
-        return draw_report(film.image, report["vertebrae"], drawing_scale(film.image.shape) if scale is None else scale)
-
-
-DRAWING_LONG_SIDE = 1200
-
-
-def drawing_scale(image_shape, long_side: int = DRAWING_LONG_SIDE) -> float:
-    """The drawing's size relative to a film: its long side ``long_side`` pixels, at most twice the film's."""
-    return min(2.0, long_side / max(image_shape[:2]))
+        return draw_report(film.image, report["vertebrae"], scale)
 
 
 def unique_stems(paths: Sequence[Path]) -> List[str]:
@@ -332,7 +324,7 @@ class CohortOptions:
     ``batch_size`` films go through the model at once; ``num_workers`` DataLoader processes read them;
     ``resume`` skips films whose report exists for the same model; ``dicom_out`` adds a DICOM SR and
     a Secondary Capture per film; ``boxes`` (by file name) replace the detector; ``scale`` is the
-    drawing's size relative to the film (by default :func:`drawing_scale`).
+    drawing's size relative to the film (by default :func:`~xvfa_ext.visualizer.drawing_scale`).
     """
 
     output: Path

@@ -107,8 +107,17 @@ class VertebraVisualizer(Visualizer):
         return self.output
 
 
-def draw_report(gray: np.ndarray, vertebrae: List[Dict], scale: float) -> np.ndarray:
+DRAWING_LONG_SIDE = 1200
+
+
+def drawing_scale(image_shape, long_side: int = DRAWING_LONG_SIDE) -> float:
+    """The drawing's size relative to a film: its long side ``long_side`` pixels, at most twice the film's."""
+    return min(2.0, long_side / max(image_shape[:2]))
+
+
+def draw_report(gray: np.ndarray, vertebrae: List[Dict], scale: Optional[float] = None) -> np.ndarray:
     """A film (H, W) uint8 with a report's vertebrae drawn by :class:`VertebraVisualizer`, as BGR,
-    ``scale`` times the film's size."""
+    ``scale`` times the film's size (by default :func:`drawing_scale`)."""
+    scale = drawing_scale(gray.shape) if scale is None else scale
     vis = VertebraVisualizer(np.repeat(gray[:, :, None], 3, 2), None, scale=scale)
     return np.ascontiguousarray(vis.draw_predictions(vertebrae).get_image()[:, :, ::-1])

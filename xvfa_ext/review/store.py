@@ -38,7 +38,6 @@ NOT_REPORTS = {"summary.json", "studies.json", COCO_NAME}
 FILM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\- ]{0,199}$")
 LEVEL_NAME = re.compile(r"^[A-Za-z0-9]{1,16}$")
 MAX_TEXT = 500
-DRAWING_LONG_SIDE = 1200
 
 
 class ReviewError(Exception):
@@ -226,7 +225,8 @@ class ReviewStore:
 
     def image_png(self, film: str) -> bytes:
         """The film as an 8-bit PNG: a DICOM's modality and VOI LUT applied (:func:`read_film`)."""
-        path = self._image_path(film, self.report(film))
+        model, reviewed = self._paths(film)
+        path = self._image_path(film, self._read(reviewed if reviewed.is_file() else model))
         stamp = path.stat().st_mtime
         cached = self._pngs.get(film)
         if cached and cached[0] == stamp:
@@ -304,8 +304,7 @@ class ReviewStore:
             from ..visualizer import draw_report
 
             image = read_film(self._image_path(film, report)).image
-            scale = min(2.0, DRAWING_LONG_SIDE / max(image.shape[:2]))
-            ok, png = cv2.imencode(".png", draw_report(image, report["vertebrae"], scale))
+            ok, png = cv2.imencode(".png", draw_report(image, report["vertebrae"]))
             if not ok:
                 raise ValueError("the drawing could not be encoded as PNG")
             write_atomic(self.results / f"{film}.reviewed.png", png.tobytes())
