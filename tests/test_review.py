@@ -289,3 +289,43 @@ def test_gsq_tool_and_the_application_share_the_regrade(env):
     others = [r for r in tool_rows if r["image"] != tool["image"]]
     assert original and [{k: r[k] for k in original[0]} for r in others] == original
     assert not any(math.isnan(float(r["reduction"])) for r in film_rows)
+
+
+def test_the_command_listens_on_this_machine_only_and_names_a_bad_folder(env, tmp_path):
+    import socket
+    import time
+    import urllib.request
+
+    tool = [sys.executable, str(ROOT / "tools" / "review.py")]
+    result = subprocess.run(tool + ["--results", str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stderr.strip() == f"review.py: {tmp_path / 'nowhere'}: no such folder of reports"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(tool + ["--results", str(env["results"]), "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert server.stdout.readline().strip() == (
+            f"review.py: 4 films in {env['results']}; open http://127.0.0.1:{port}/")
+        for _ in range(100):
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert b"XVFA review" in page
+        # Bound to the loopback address: on this machine's outward address (where it has one) the port is closed.
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.connect(("10.255.255.255", 1))  # picks the outward interface; sends nothing
+                other = probe.getsockname()[0]
+            except OSError:
+                other = None
+        if other and not other.startswith("127."):
+            with socket.socket() as s:
+                assert s.connect_ex((other, port)) != 0
+            with socket.socket() as s:
+                assert s.connect_ex(("127.0.0.1", port)) == 0
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -40,7 +40,8 @@ from .layout import levels_by_position
 from .modeling import as_one_model, load_trained_models
 from .radiograph_io import Film, read_film
 from .records import vertebra_records
-from .reports import CSV_FIELDS, SCREENING_GRADE, csv_row, patient_summary, screening_rule, vertebra_positive
+from .patient import SCREENING_GRADE, patient_summary
+from .reports import CSV_FIELDS, csv_row, screening_rule, vertebra_positive
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,6 @@ from .patient import SCREENING_GRADE, patient_summary  # noqa: F401 - the report
 from .records import HEIGHT_NAMES, RATIO_NAMES, gsq_fields, keypoint_array
 
 
-
 def classify_keypoints(
     keypoints, pixel_spacing: Optional[Sequence[float]] = None, thresholds: Sequence[float] = DEFAULT_THRESHOLDS
 ) -> List[Dict]:
