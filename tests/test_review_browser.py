@@ -1,7 +1,8 @@
 """The review page in a real browser (Debian's chromium, headless, driven by Playwright): open the
 worklist and a film, drag a point of a normal vertebra until its anterior height falls by 30%, see
 the grade become moderate and the explanation change, reload and see it kept with its audit entry,
-and a stale version answered 409. The README's screenshot is taken here: set
+a stale version answered 409 (from a script, and from the page after another tab's change), a
+vertebra added by six clicks, and the keys. The README's screenshot is taken here: set
 XVFA_REVIEW_SCREENSHOT to the path it should be written to."""
 
 import json
@@ -114,6 +115,26 @@ def test_drag_a_point_and_the_grade_follows(server, tmp_path):
         assert status == 409
         assert json.loads((results / "film_c.reviewed.json").read_text())["version"] == 1
 
+        # Another tab overrides the grade (version 2); this tab, still on version 1, drags a point: the
+        # server refuses it (409), the page says so and reloads, and the point goes back.
+        status = page.evaluate(
+            """async (i) => (await fetch(`/api/films/film_c/vertebrae/${i}/grade`, {method: "PUT",
+                headers: {"Content-Type": "application/json"},
+                body: JSON.stringify({grade: "severe", reason: "seen on CT", version: 1, reader: "tab 2"})})).status""", i)
+        assert status == 200
+        current = page.evaluate(f"window.review.state.report.vertebrae[{i}].keypoints")
+        start = page.evaluate(f"window.review.toScreen({current['lower_middle']['x']}, {current['lower_middle']['y']})")
+        page.mouse.move(*start)
+        page.mouse.down()
+        page.mouse.move(start[0] + 6, start[1] + 6, steps=4)
+        page.mouse.up()
+        page.wait_for_function("document.getElementById('status').className === 'error'")
+        assert "version: 1 is not the current version 2" in page.inner_text("#status")
+        assert page.evaluate("window.review.state.report.version") == 2
+        assert page.evaluate(f"window.review.state.report.vertebrae[{i}].keypoints") == current
+        assert page.inner_text("#v-grade") == "severe" and "(reader's override)" in page.inner_text("#v-source")
+        assert json.loads((results / "film_c.reviewed.json").read_text())["version"] == 2
+
         # A vertebra added with its level and six clicks, in the order of the points.
         n = len(report["vertebrae"])
         page.fill("#add-level", "X1")
@@ -123,7 +144,7 @@ def test_drag_a_point_and_the_grade_follows(server, tmp_path):
             page.mouse.click(x, y)
         page.wait_for_function(f"window.review.state.report.vertebrae.length === {n + 1}")
         added = json.loads((results / "film_c.reviewed.json").read_text())
-        assert added["version"] == 2 and added["audit"][-1]["action"] == "add vertebra"
+        assert added["version"] == 3 and added["audit"][-1]["action"] == "add vertebra"
         assert "added" in page.inner_text("#vertebrae")
         # Keys: j selects the next vertebra, n opens the next film.
         selected = page.evaluate("window.review.state.selected")

@@ -338,11 +338,9 @@ async function change(method, url, body = {}) {
     setStatus(`saved: version ${result.version}${result.drawing_error ? " (" + result.drawing_error + ")" : ""}`);
     return result;
   } catch (error) {
-    setStatus(error.message, true);
-    if (error.status === 409) {
-      await openFilm(state.film, true);
-      setStatus(`${error.message} (reloaded)`, true);
-    }
+    // Nothing was saved: show the film as it is on the server (a dragged point goes back).
+    await openFilm(state.film, true);
+    setStatus(error.status === 409 ? `${error.message} (reloaded)` : error.message, true);
   } finally {
     state.busy = false;
   }
