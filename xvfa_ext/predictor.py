@@ -481,8 +481,10 @@ def _write_film(predictor: VFAPredictor, item: FilmItem, instances: Instances, s
         from .dicom_io import write_dicom_outputs
 
         write_dicom_outputs(item.film, report, predictor.draw(item.film, report, 1.0), stem)
-    write_atomic(stem.with_name(f"{stem.name}.json"), json.dumps(report, indent=1, allow_nan=False).encode())
+    # The rows before the report: a film with a report always has its rows (a resumed run rewrites the
+    # CSV from the reports, so the rows of a film killed before its report was written go).
     _append_rows(csv_path, _rows(report))
+    write_atomic(stem.with_name(f"{stem.name}.json"), json.dumps(report, indent=1, allow_nan=False).encode())
 
 
 def _run_batch(predictor: VFAPredictor, items: List[FilmItem], failed: List[str]):
