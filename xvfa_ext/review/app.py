@@ -99,9 +99,9 @@ def create_app(store: ReviewStore) -> Flask:
     def not_a_film(film: str):
         """A film name with '/' is named as such; an unknown path below a known film is a 404."""
         try:
-            store.report(film.split("/")[0])
+            store.check_film(film.split("/")[0])
         except ReviewError:
-            store.report(film)
+            store.check_film(film)
         raise ReviewError(404, f"no such request: {request.method} {request.path}")
 
     @app.get("/api/export/coco")

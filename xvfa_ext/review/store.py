@@ -127,6 +127,10 @@ class ReviewStore:
             names.append(path.name[: -len(".json")])
         return sorted(names)
 
+    def check_film(self, film: str) -> None:
+        """A ReviewError unless ``film`` names a report of the folder (nothing is read)."""
+        self._paths(film)
+
     def _paths(self, film: str) -> Tuple[Path, Path]:
         """The model's report and the reviewed file of ``film``; 400 for a name that is not a film's,
         404 for an unknown film."""

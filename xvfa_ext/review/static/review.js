@@ -329,10 +329,14 @@ function vertebraUrl(index = state.selected) {
 }
 
 // Every change carries the version it was made on; another tab's change in between gives 409.
+// A DELETE carries them in its query, the others in their body.
 async function change(method, url, body = {}) {
   state.busy = true;
   try {
-    const result = await api(method, url, {...body, version: state.report.version, reader: reader()});
+    const stamp = {version: state.report.version, reader: reader()};
+    const result = method === "DELETE"
+      ? await api(method, `${url}?version=${stamp.version}${stamp.reader ? `&reader=${encodeURIComponent(stamp.reader)}` : ""}`)
+      : await api(method, url, {...body, ...stamp});
     await openFilm(state.film, true);
     await loadWorklist();
     setStatus(`saved: version ${result.version}${result.drawing_error ? " (" + result.drawing_error + ")" : ""}`);
@@ -358,17 +362,7 @@ function overrideGrade() {
 async function deleteVertebra() {
   const v = state.report.vertebrae[state.selected];
   if (!v || !confirm(`Delete vertebra #${state.selected} ${v.level ?? ""}?`)) return;
-  state.busy = true;
-  try {
-    const who = reader() ? `&reader=${encodeURIComponent(reader())}` : "";
-    await api("DELETE", `${vertebraUrl()}?version=${state.report.version}${who}`);
-    await openFilm(state.film, true);
-    await loadWorklist();
-  } catch (error) {
-    setStatus(error.message, true);
-  } finally {
-    state.busy = false;
-  }
+  await change("DELETE", vertebraUrl());
 }
 
 function startAdding() {
