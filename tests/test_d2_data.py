@@ -109,6 +109,34 @@ def test_rotation_and_flip_round_trip():
     np.testing.assert_allclose(flipped["keypoints"][:, 0], w - kps[:, 0])
 
 
+def test_photometric_augmentations_change_exposure_not_geometry():
+    from detectron2.data import transforms as T
+
+    from xvfa_ext.data import build_augmentations
+    from xvfa_ext.data.transforms import GammaTransform, NoiseTransform, RandomGamma, RandomNoise
+
+    ramp = np.repeat(np.tile(np.arange(0, 256, 4, dtype=np.uint8), (32, 1))[..., None], 3, axis=2)
+    darker = GammaTransform(2.0).apply_image(ramp)
+    assert darker[0, 32, 0] == 64 and darker[0, 0, 0] == 0 and darker[0, -1, 0] == 252 * 252 // 255
+    noisy = NoiseTransform(4.0, seed=3).apply_image(ramp)
+    np.testing.assert_array_equal(noisy, NoiseTransform(4.0, seed=3).apply_image(ramp))  # repeatable
+    assert (noisy[..., 0] == noisy[..., 2]).all()  # a grey film stays grey
+    assert 2.5 < np.std(noisy[:, 1:-1].astype(float) - ramp[:, 1:-1]) < 5.5
+    coords = np.array([[3.5, 7.25]])
+    for t in (GammaTransform(0.7), NoiseTransform(2.0, 0)):
+        np.testing.assert_array_equal(t.apply_coords(coords.copy()), coords)
+    with pytest.raises(ValueError, match="gamma needs uint8 images, got uint16"):
+        GammaTransform(0.7).apply_image(ramp.astype(np.uint16))
+    # Always applied at probability 1, never at 0; in the training list only when asked for.
+    assert isinstance(RandomGamma(1.0).get_transform(ramp), GammaTransform)
+    assert not isinstance(RandomNoise(0.0).get_transform(ramp), NoiseTransform)
+    kinds = lambda augs: {type(a).__name__ for a in augs}  # noqa: E731
+    assert {"RandomGamma", "RandomNoise", "RandomApply"} <= kinds(build_augmentations(True, photometric=True))
+    assert not {"RandomGamma", "RandomNoise"} & kinds(build_augmentations(True))
+    assert build_augmentations(False, photometric=True) == []
+    assert isinstance(build_augmentations(True, photometric=True)[1].aug, T.RandomContrast)
+
+
 def test_mapper_packs_labels_and_names_a_corrupt_image(small, tmp_path):
     from detectron2.data import DatasetCatalog
 

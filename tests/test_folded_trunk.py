@@ -22,11 +22,16 @@ def _reference(head: KeypointHead, crops: torch.Tensor) -> torch.Tensor:
     return head(crops)["mu"].detach()
 
 
-@pytest.mark.parametrize("regressor", ["heatmap", "pooled"])
-@pytest.mark.parametrize("dtype, tolerance", [("float32", 1e-4), ("bfloat16", 3e-2)])
-def test_folded_inference_matches_the_trunk_as_trained(dtype, tolerance, regressor):
+_F32, _BF16 = ("float32", 1e-4), ("bfloat16", 3e-2)
+
+
+@pytest.mark.parametrize(
+    "regressor, stride, dtype, tolerance",
+    [("heatmap", 4, *_F32), ("heatmap", 4, *_BF16), ("heatmap", 2, *_F32), ("pooled", 4, *_F32), ("pooled", 4, *_BF16)],
+)
+def test_folded_inference_matches_the_trunk_as_trained(regressor, stride, dtype, tolerance):
     torch.manual_seed(0)
-    head = _trained_a_little(KeypointHead(trunk_dtype=dtype, regressor=regressor))
+    head = _trained_a_little(KeypointHead(trunk_dtype=dtype, regressor=regressor, heatmap_stride=stride))
     crops = torch.rand(5, 1, 64, 64)
     with torch.no_grad():
         folded = head(crops)["mu"]
@@ -88,3 +93,16 @@ def test_a_failed_compile_is_reported_and_runs_uncompiled(monkeypatch, caplog):
     ]
     torch.testing.assert_close(first, _reference(head, crops), rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(second, first)
+
+
+@pytest.mark.parametrize("stride", [4, 2])
+def test_heatmaps_have_the_stride_asked_for(stride):
+    head = KeypointHead(heatmap_stride=stride).eval()
+    with torch.no_grad():
+        _, heatmaps = head.trunk(torch.rand(2, 3, 64, 64))
+    assert heatmaps.shape == (2, 6, 64 // stride, 64 // stride)
+
+
+def test_an_unknown_heatmap_stride_is_refused():
+    with pytest.raises(ValueError, match="heatmap stride must be one of \\[4, 2\\], got 8"):
+        KeypointHead(heatmap_stride=8)

@@ -25,6 +25,8 @@ FEATURE_DIM = 512
 TRUNK_DTYPES = ("auto", "float32", "bfloat16")
 REGRESSORS = ("heatmap", "pooled")
 _HEATMAP_CHANNELS = 128
+_FINE_CHANNELS = 64  # the stride-2 refinement
+HEATMAP_STRIDES = (4, 2)
 _LOGGED = set()  # dtype choices already logged: each once per process
 
 
@@ -98,26 +100,36 @@ def _conv_bn_relu(cin: int, cout: int, kernel: int) -> nn.Sequential:
 
 
 class HeatmapTrunk(nn.Module):
-    """ResNet-18 with a keypoint heatmap decoder at stride 4.
+    """ResNet-18 with a keypoint heatmap decoder at stride 4 or 2.
 
     Every stage (strides 4 to 32) is reduced to 128 channels, upsampled to stride 4 and added (a
     small feature pyramid), so that each heatmap cell sees both where it is and the whole vertebra
-    with its posterior arch. Returns the pooled stride-32 features ``(N, 512)`` and one heatmap per
-    keypoint ``(N, K, S/4, S/4)``.
+    with its posterior arch. At ``stride=2`` the decoded pyramid is upsampled once more and added
+    to the stem's stride-2 features, then refined by one 3x3 convolution of 64 channels. Returns the
+    pooled stride-32 features ``(N, 512)`` and one heatmap per keypoint ``(N, K, S/stride, S/stride)``.
     """
 
-    def __init__(self, resnet: nn.Module, num_keypoints: int):
+    def __init__(self, resnet: nn.Module, num_keypoints: int, stride: int = 4):
         super().__init__()
+        if stride not in HEATMAP_STRIDES:
+            raise ValueError(f"heatmap stride must be one of {list(HEATMAP_STRIDES)}, got {stride!r}")
+        self.stride = stride
         self.stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool)
         self.stages = nn.ModuleList([resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4])
         self.laterals = nn.ModuleList(_conv_bn_relu(c, _HEATMAP_CHANNELS, 1) for c in (64, 128, 256, 512))
         self.decoder = _conv_bn_relu(_HEATMAP_CHANNELS, _HEATMAP_CHANNELS, 3)
-        self.heatmaps = nn.Conv2d(_HEATMAP_CHANNELS, num_keypoints, 1)
+        channels = _HEATMAP_CHANNELS
+        if stride == 2:
+            self.stem_lateral = _conv_bn_relu(64, _HEATMAP_CHANNELS, 1)
+            self.refine = _conv_bn_relu(_HEATMAP_CHANNELS, _FINE_CHANNELS, 3)
+            channels = _FINE_CHANNELS
+        self.heatmaps = nn.Conv2d(channels, num_keypoints, 1)
         nn.init.normal_(self.heatmaps.weight, std=1e-3)
         nn.init.zeros_(self.heatmaps.bias)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        x = self.stem(x)
+        half = self.stem[2](self.stem[1](self.stem[0](x)))
+        x = self.stem[3](half)
         pyramid = None
         for stage, lateral in zip(self.stages, self.laterals):
             x = stage(x)
@@ -125,7 +137,11 @@ class HeatmapTrunk(nn.Module):
                 pyramid = lateral(x)
             else:
                 pyramid = pyramid + F.interpolate(lateral(x), size=pyramid.shape[-2:], mode="bilinear", align_corners=False)
-        return x.mean((2, 3)), self.heatmaps(self.decoder(pyramid))
+        decoded = self.decoder(pyramid)
+        if self.stride == 2:
+            fine = self.stem_lateral(half)
+            decoded = self.refine(fine + F.interpolate(decoded, size=fine.shape[-2:], mode="bilinear", align_corners=False))
+        return x.mean((2, 3)), self.heatmaps(decoded)
 
 
 def soft_argmax(heatmaps: torch.Tensor) -> torch.Tensor:
@@ -146,7 +162,8 @@ class KeypointHead(nn.Module):
 
     ``regressor`` chooses how ``mu`` is made:
 
-    - ``"heatmap"``: one heatmap per keypoint at stride 4 (:class:`HeatmapTrunk`), ``mu`` its soft-argmax;
+    - ``"heatmap"``: one heatmap per keypoint at ``heatmap_stride`` 4 or 2 (:class:`HeatmapTrunk`),
+      ``mu`` its soft-argmax;
     - ``"pooled"``: a linear map of ``z`` (the paper's ResNet-18 regressor), which must learn
       position from globally pooled features.
 
@@ -164,6 +181,7 @@ class KeypointHead(nn.Module):
         trunk_dtype: str = "auto",
         compile_inference: bool = False,
         regressor: str = "heatmap",
+        heatmap_stride: int = 4,
     ):
         super().__init__()
         if regressor not in REGRESSORS:
@@ -173,7 +191,7 @@ class KeypointHead(nn.Module):
         self.num_keypoints = num_keypoints
         self.min_scale = min_scale
         resnet = load_resnet18(weights)
-        trunk = HeatmapTrunk(resnet, num_keypoints) if regressor == "heatmap" else resnet
+        trunk = HeatmapTrunk(resnet, num_keypoints, heatmap_stride) if regressor == "heatmap" else resnet
         # Channels-last convolutions run faster on CPU (oneDNN): 1.3 to 1.9 times here, most in bfloat16.
         self.trunk = trunk.to(memory_format=torch.channels_last)
         self.folded_trunk = FoldedTrunk(getattr(torch, self.trunk_dtype), compile=compile_inference)

@@ -51,7 +51,7 @@ class VertebraHead(nn.Module):
     ``lambda_kps`` and ``lambda_img`` choose the paper's ablations; the combined probability uses
     the classifiers whose lambda is positive, and GSQ alone when both are zero. ``lambda_shape``
     weighs :func:`shape_loss` (0: off, the paper's losses alone). ``regressor`` is
-    how the keypoint means are made, ``trunk_dtype`` the ResNet-18 trunk's compute type ("auto":
+    how the keypoint means are made (``heatmap_stride`` 4 or 2 for heatmaps), ``trunk_dtype`` the ResNet-18 trunk's compute type ("auto":
     bfloat16 where the hardware runs it natively), ``compile_inference`` compiles the trunk for
     inference (:class:`KeypointHead`).
     """
@@ -71,6 +71,7 @@ class VertebraHead(nn.Module):
         compile_inference: bool = False,
         regressor: str = "heatmap",
         lambda_shape: float = 0.0,
+        heatmap_stride: int = 4,
     ):
         super().__init__()
         if lambda_rle < 0:
@@ -79,7 +80,11 @@ class VertebraHead(nn.Module):
             raise ValueError(f"lambda_shape must be non-negative, got {lambda_shape}")
         self.lambda_shape = lambda_shape
         self.keypoint_head = KeypointHead(
-            weights, trunk_dtype=trunk_dtype, compile_inference=compile_inference, regressor=regressor
+            weights,
+            trunk_dtype=trunk_dtype,
+            compile_inference=compile_inference,
+            regressor=regressor,
+            heatmap_stride=heatmap_stride,
         )
         self.density = ResidualLogLikelihood(base=base, imputed_weight=imputed_weight)
         self.gsq = gsq if gsq is not None else FuzzyGSQ()

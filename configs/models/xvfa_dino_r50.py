@@ -49,6 +49,7 @@ model = L(XVFA)(
             # float32: on an AVX2-only CPU bfloat16 is emulated and many times slower.
             trunk_dtype="auto",
             regressor="heatmap",
+            heatmap_stride=4,  # or 2: finer heatmaps from the stem's features
             # Inference through a compiled copy of the trunk: 1.3 times faster on CPU than folded
             # eager (tools/benchmark.py); compiled once, on the first prediction.
             compile_inference=True,

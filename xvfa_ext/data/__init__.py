@@ -6,7 +6,7 @@ from .loading import load_vertebra_coco
 from .synthetic_catalog import ensure_synthetic, register_synthetic_datasets
 from .validation import DatasetError
 from .mapper import VertebraDatasetMapper, build_augmentations
-from .transforms import RandomBlur, RandomEqualize, RandomInvert
+from .transforms import RandomBlur, RandomEqualize, RandomGamma, RandomInvert, RandomNoise
 
 register_synthetic_datasets()
 
@@ -14,7 +14,9 @@ __all__ = [
     "DatasetError",
     "RandomBlur",
     "RandomEqualize",
+    "RandomGamma",
     "RandomInvert",
+    "RandomNoise",
     "VertebraDatasetMapper",
     "build_augmentations",
     "ensure_synthetic",

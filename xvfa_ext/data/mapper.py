@@ -15,20 +15,27 @@ from ..radiograph_io import read_radiograph
 from ..scale import ImageScale, check_height, resize_factors
 from ..synthetic import vertebra_box
 from .catalog import dataset_vertebra_height
-from .transforms import RandomBlur, RandomEqualize, RandomInvert
+from .transforms import RandomBlur, RandomEqualize, RandomGamma, RandomInvert, RandomNoise
 
 logger = logging.getLogger(__name__)
 
 
-def build_augmentations(is_train: bool, rotation: float = 15.0, flip: bool = True) -> List[T.Augmentation]:
+def build_augmentations(
+    is_train: bool, rotation: float = 15.0, flip: bool = True, photometric: bool = False
+) -> List[T.Augmentation]:
     """Paper suppl. Table 4: equalisation, inversion, rotation, flips and blur (none at test time).
 
     ``rotation`` is 15 degrees for the detector and 20 for the keypoint stage. They apply to the
     fine stage's image; :class:`VertebraDatasetMapper` then resizes the detector's input.
+    ``photometric`` adds other exposures before them: gamma 0.6-1.6 and contrast 0.7-1.3 (each with
+    probability 0.5) and noise of 1-6 grey levels (0.3).
     """
     if not is_train:
         return []
-    augs = [RandomEqualize(0.5), RandomInvert(0.5), RandomBlur(0.3)]
+    augs = []
+    if photometric:
+        augs += [RandomGamma(0.5), T.RandomApply(T.RandomContrast(0.7, 1.3), 0.5), RandomNoise(0.3)]
+    augs += [RandomEqualize(0.5), RandomInvert(0.5), RandomBlur(0.3)]
     if rotation > 0:
         augs.append(T.RandomRotation(angle=[-rotation, rotation], expand=False, sample_style="range"))
     if flip:

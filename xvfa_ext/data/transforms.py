@@ -1,6 +1,7 @@
 """Augmentations of paper suppl. Table 4 that detectron2 lacks, as ``T.Augmentation``s.
 
-Equalisation, inversion and blur change intensities only, so boxes and keypoints pass unchanged.
+Equalisation, inversion and blur change intensities only, so boxes and keypoints pass unchanged;
+so do gamma and noise, the photometric augmentations for films of other exposures.
 """
 
 import cv2
@@ -43,6 +44,37 @@ class BlurTransform(_IntensityTransform):
         return cv2.GaussianBlur(img, (0, 0), self.sigma)
 
 
+class GammaTransform(_IntensityTransform):
+    """``255 * (img / 255) ** gamma`` on uint8 images (a look-up table)."""
+
+    def __init__(self, gamma: float):
+        super().__init__()
+        self._set_attributes(locals())
+
+    def apply_image(self, img: np.ndarray) -> np.ndarray:
+        if img.dtype != np.uint8:
+            raise ValueError(f"gamma needs uint8 images, got {img.dtype}")
+        table = np.clip(np.round(255 * (np.arange(256) / 255) ** self.gamma), 0, 255).astype(np.uint8)
+        return table[img]
+
+
+class NoiseTransform(_IntensityTransform):
+    """Gaussian noise of ``sigma`` grey levels on uint8 images, the same on every channel; ``seed``
+    makes it repeatable."""
+
+    def __init__(self, sigma: float, seed: int):
+        super().__init__()
+        self._set_attributes(locals())
+
+    def apply_image(self, img: np.ndarray) -> np.ndarray:
+        if img.dtype != np.uint8:
+            raise ValueError(f"noise needs uint8 images, got {img.dtype}")
+        noise = np.random.default_rng(self.seed).normal(0, self.sigma, img.shape[:2]).astype(np.float32)
+        if img.ndim == 3:
+            noise = noise[..., None]
+        return np.clip(np.round(img + noise), 0, 255).astype(np.uint8)
+
+
 class RandomEqualize(T.Augmentation):
     """Histogram equalisation with probability ``prob``."""
 
@@ -76,3 +108,30 @@ class RandomBlur(T.Augmentation):
         if self._rand_range() >= self.prob:
             return NoOpTransform()
         return BlurTransform(float(self._rand_range(*self.sigma_range)))
+
+
+class RandomGamma(T.Augmentation):
+    """Gamma of a random value in ``gamma_range`` (log-uniform) with probability ``prob``: another exposure."""
+
+    def __init__(self, prob: float = 0.5, gamma_range=(0.6, 1.6)):
+        super().__init__()
+        self._init(locals())
+
+    def get_transform(self, image):
+        if self._rand_range() >= self.prob:
+            return NoOpTransform()
+        lo, hi = np.log(self.gamma_range[0]), np.log(self.gamma_range[1])
+        return GammaTransform(float(np.exp(self._rand_range(lo, hi))))
+
+
+class RandomNoise(T.Augmentation):
+    """Gaussian noise of a random sigma in ``sigma_range`` grey levels with probability ``prob``: quantum noise."""
+
+    def __init__(self, prob: float = 0.3, sigma_range=(1.0, 6.0)):
+        super().__init__()
+        self._init(locals())
+
+    def get_transform(self, image):
+        if self._rand_range() >= self.prob:
+            return NoOpTransform()
+        return NoiseTransform(float(self._rand_range(*self.sigma_range)), int(np.random.randint(2**31)))
