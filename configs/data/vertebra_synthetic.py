@@ -50,7 +50,7 @@ dataloader.train = L(build_detection_train_loader)(
     dataset=L(get_detection_dataset_dicts)(names="xvfa_synthetic_train"),
     mapper=L(VertebraDatasetMapper)(
         is_train=True,
-        augmentations=L(build_augmentations)(is_train=True, rotation=15.0, flip=True),
+        augmentations=L(build_augmentations)(is_train=True, rotation=15.0, flip=True, photometric=False),
         detector_vertebra_height=DETECTOR_VERTEBRA_HEIGHT,
         fine_vertebra_height="${....model.roi_head.crop_size}",
         vertebra_height="${....dataset.vertebra_height}",
