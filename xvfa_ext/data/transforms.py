@@ -75,63 +75,67 @@ class NoiseTransform(_IntensityTransform):
         return np.clip(np.round(img + noise), 0, 255).astype(np.uint8)
 
 
-class RandomEqualize(T.Augmentation):
+class _Sometimes(T.Augmentation):
+    """An intensity transform with probability ``prob``; :meth:`_transform` draws its parameters."""
+
+    def get_transform(self, image):
+        return self._transform() if self._rand_range() < self.prob else NoOpTransform()
+
+    def _transform(self) -> Transform:
+        raise NotImplementedError
+
+
+class RandomEqualize(_Sometimes):
     """Histogram equalisation with probability ``prob``."""
 
     def __init__(self, prob: float = 0.5):
         super().__init__()
         self._init(locals())
 
-    def get_transform(self, image):
-        return EqualizeTransform() if self._rand_range() < self.prob else NoOpTransform()
+    def _transform(self):
+        return EqualizeTransform()
 
 
-class RandomInvert(T.Augmentation):
+class RandomInvert(_Sometimes):
     """Intensity inversion with probability ``prob``."""
 
     def __init__(self, prob: float = 0.5):
         super().__init__()
         self._init(locals())
 
-    def get_transform(self, image):
-        return InvertTransform() if self._rand_range() < self.prob else NoOpTransform()
+    def _transform(self):
+        return InvertTransform()
 
 
-class RandomBlur(T.Augmentation):
+class RandomBlur(_Sometimes):
     """Gaussian blur of a random sigma in ``sigma_range`` with probability ``prob``."""
 
     def __init__(self, prob: float = 0.5, sigma_range=(0.5, 1.5)):
         super().__init__()
         self._init(locals())
 
-    def get_transform(self, image):
-        if self._rand_range() >= self.prob:
-            return NoOpTransform()
+    def _transform(self):
         return BlurTransform(float(self._rand_range(*self.sigma_range)))
 
 
-class RandomGamma(T.Augmentation):
+class RandomGamma(_Sometimes):
     """Gamma of a random value in ``gamma_range`` (log-uniform) with probability ``prob``: another exposure."""
 
     def __init__(self, prob: float = 0.5, gamma_range=(0.6, 1.6)):
         super().__init__()
         self._init(locals())
 
-    def get_transform(self, image):
-        if self._rand_range() >= self.prob:
-            return NoOpTransform()
+    def _transform(self):
         lo, hi = np.log(self.gamma_range[0]), np.log(self.gamma_range[1])
         return GammaTransform(float(np.exp(self._rand_range(lo, hi))))
 
 
-class RandomNoise(T.Augmentation):
+class RandomNoise(_Sometimes):
     """Gaussian noise of a random sigma in ``sigma_range`` grey levels with probability ``prob``: quantum noise."""
 
     def __init__(self, prob: float = 0.3, sigma_range=(1.0, 6.0)):
         super().__init__()
         self._init(locals())
 
-    def get_transform(self, image):
-        if self._rand_range() >= self.prob:
-            return NoOpTransform()
+    def _transform(self):
         return NoiseTransform(float(self._rand_range(*self.sigma_range)), int(np.random.randint(2**31)))
