@@ -50,10 +50,10 @@ class VertebraHead(nn.Module):
 
     ``lambda_kps`` and ``lambda_img`` choose the paper's ablations; the combined probability uses
     the classifiers whose lambda is positive, and GSQ alone when both are zero. ``lambda_shape``
-    weighs :func:`shape_loss` (0: off, the paper's losses alone). ``regressor`` is
-    how the keypoint means are made (``heatmap_stride`` 4 or 2 for heatmaps), ``trunk_dtype`` the ResNet-18 trunk's compute type ("auto":
-    bfloat16 where the hardware runs it natively), ``compile_inference`` compiles the trunk for
-    inference (:class:`KeypointHead`).
+    weighs :func:`shape_loss` (0: off, the paper's losses alone). ``regressor`` is how the keypoint
+    means are made (with ``heatmap_stride`` 4 or 2 for heatmaps), ``trunk_dtype`` the ResNet-18
+    trunk's compute type ("auto": bfloat16 where the hardware runs it natively),
+    ``compile_inference`` compiles the trunk for inference (:class:`KeypointHead`).
     """
 
     def __init__(
