@@ -21,10 +21,14 @@ class _IntensityTransform(Transform):
         return NoOpTransform()
 
 
+def _check_uint8(img: np.ndarray, what: str) -> None:
+    if img.dtype != np.uint8:
+        raise ValueError(f"{what} needs uint8 images, got {img.dtype}")
+
+
 class EqualizeTransform(_IntensityTransform):
     def apply_image(self, img: np.ndarray) -> np.ndarray:
-        if img.dtype != np.uint8:
-            raise ValueError(f"histogram equalisation needs uint8 images, got {img.dtype}")
+        _check_uint8(img, "histogram equalisation")
         if img.ndim == 2:
             return cv2.equalizeHist(img)
         return np.stack([cv2.equalizeHist(np.ascontiguousarray(img[..., c])) for c in range(img.shape[2])], -1)
@@ -52,8 +56,7 @@ class GammaTransform(_IntensityTransform):
         self._set_attributes(locals())
 
     def apply_image(self, img: np.ndarray) -> np.ndarray:
-        if img.dtype != np.uint8:
-            raise ValueError(f"gamma needs uint8 images, got {img.dtype}")
+        _check_uint8(img, "gamma")
         table = np.clip(np.round(255 * (np.arange(256) / 255) ** self.gamma), 0, 255).astype(np.uint8)
         return table[img]
 
@@ -67,8 +70,7 @@ class NoiseTransform(_IntensityTransform):
         self._set_attributes(locals())
 
     def apply_image(self, img: np.ndarray) -> np.ndarray:
-        if img.dtype != np.uint8:
-            raise ValueError(f"noise needs uint8 images, got {img.dtype}")
+        _check_uint8(img, "noise")
         noise = np.random.default_rng(self.seed).normal(0, self.sigma, img.shape[:2]).astype(np.float32)
         if img.ndim == 3:
             noise = noise[..., None]
