@@ -12,6 +12,7 @@ CORE = [
     "xvfa_ext.gsq",
     "xvfa_ext.keypoint_head",
     "xvfa_ext.layout",
+    "xvfa_ext.learning_curve",
     "xvfa_ext.metrics",
     "xvfa_ext.radiograph_io",
     "xvfa_ext.reports",

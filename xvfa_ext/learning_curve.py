@@ -1,0 +1,89 @@
+"""A training run's learning curve, read from the ``metrics.json`` that detectron2's ``JSONWriter``
+writes into the output folder.
+
+Each line of that file is one JSON object with an ``iteration``: the training scalars (losses,
+learning rate, times) every logging period, and, at each evaluation, the evaluators' flattened
+results (``vfa/keypoint_error_px``, ``bbox/AP50``, ...). A resumed run appends to the file and
+repeats the iterations after its last checkpoint; the later line of an iteration is the one kept.
+"""
+
+import json
+import math
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+
+class LearningCurveError(ValueError):
+    """A ``metrics.json`` that cannot be read as a learning curve."""
+
+
+# The evaluation results a learning curve shows by default, in this order, where a run has them.
+DEFAULT_METRICS = (
+    "vfa/keypoint_error_of_height",
+    "vfa/reduction_slope",
+    "vfa/vertebra/normal_mild_vs_moderate_severe/auc",
+    "vfa/eps_coverage@0.9",
+    "vfa/recall",
+    "bbox/AP50",
+)
+
+
+def read_metrics(path: Path) -> Dict[int, Dict[str, float]]:
+    """``{iteration: {scalar: value}}`` from a ``metrics.json`` (or the folder holding one).
+
+    Raises:
+        LearningCurveError: naming the file, and the line where a line is not a JSON object with an
+            integer ``iteration`` and numeric values.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "metrics.json"
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        raise LearningCurveError(f"{path}: no such file (is it a detectron2 output folder?)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LearningCurveError(f"{path}: not readable ({exc})") from None
+    rows: Dict[int, Dict[str, float]] = {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise LearningCurveError(f"{path} line {number}: not JSON ({exc.msg})") from None
+        if not isinstance(row, dict) or isinstance(row.get("iteration"), bool) or not isinstance(row.get("iteration"), int):
+            raise LearningCurveError(f"{path} line {number}: not an object with an integer 'iteration'")
+        bad = [k for k, v in row.items() if isinstance(v, bool) or not isinstance(v, (int, float))]
+        if bad:
+            raise LearningCurveError(f"{path} line {number}: {bad[0]!r} is not a number")
+        rows.setdefault(row.pop("iteration"), {}).update(row)
+    if not rows:
+        raise LearningCurveError(f"{path}: holds no iteration")
+    return dict(sorted(rows.items()))
+
+
+def series(rows: Dict[int, Dict[str, float]], key: str) -> Tuple[List[int], List[float]]:
+    """The iterations at which ``key`` was written, and its values there."""
+    points = [(it, row[key]) for it, row in rows.items() if key in row]
+    return [it for it, _ in points], [value for _, value in points]
+
+
+def evaluation_table(runs: Dict[str, Dict[int, Dict[str, float]]], metrics: Sequence[str]) -> str:
+    """A Markdown table: one row per run and evaluated iteration, one column per metric.
+
+    A row is an iteration at which any of ``metrics`` was written; a metric a run lacks there is
+    ``-``, a value that is not finite is written as it is (``nan``).
+    """
+    header = "| run | iteration | " + " | ".join(metrics) + " |"
+    lines = [header, "|" + "---|" * (len(metrics) + 2)]
+    for name, rows in runs.items():
+        for it, row in rows.items():
+            if any(m in row for m in metrics):
+                cells = [_cell(row[m]) if m in row else "-" for m in metrics]
+                lines.append(f"| {name} | {it} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _cell(value: float) -> str:
+    return f"{value:.4g}" if math.isfinite(value) else str(value)
