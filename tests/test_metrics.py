@@ -9,6 +9,7 @@ from xvfa_ext.metrics import (
     interval_coverage,
     keypoint_error,
     reduction_agreement,
+    reading_noise_ceiling,
     reduction_scores,
     relative_keypoint_error,
     screening_metrics,
@@ -112,3 +113,44 @@ def test_relative_keypoint_error_and_reduction_shrinkage():
     flat = reduction_agreement(np.full(5, 0.1), annotated)
     assert flat["slope"] == pytest.approx(0.0) and flat["correlation"] is None
     assert reduction_agreement([0.1], [0.2])["slope"] is None
+
+
+def wedges(n=400, seed=0):
+    """Vertebrae 40 px wide with the posterior height 40 and the anterior 40 (1 - d), d in [0, 0.5]."""
+    d = np.random.default_rng(seed).uniform(0, 0.5, n)
+    ha = 40 * (1 - d)
+    zeros = np.zeros(n)
+    kps = np.stack([np.stack(p, -1) for p in ((zeros, zeros), (zeros + 20, zeros), (zeros + 40, zeros),
+                                              (zeros, zeros + 40), (zeros + 20, (40 + ha) / 2), (zeros + 40, ha))], 1)
+    return kps, d
+
+
+def test_reading_noise_ceiling_falls_with_the_readers_distance():
+    kps, d = wedges()
+    exact = reading_noise_ceiling(kps, 0.0, draws=3)
+    assert exact["slope"]["mean"] == pytest.approx(1.0) and exact["auc"]["mean"] == pytest.approx(1.0)
+    near, far = (reading_noise_ceiling(kps, dist, draws=10) for dist in (0.04, 0.2))
+    assert 0.8 < near["slope"]["mean"] < 0.99 and far["slope"]["mean"] < near["slope"]["mean"] - 0.1
+    assert far["auc"]["mean"] < near["auc"]["mean"] < 1.0 and near["slope"]["std"] > 0
+    assert reading_noise_ceiling(kps, 0.04, draws=10) == near  # the seed fixes the draws
+    assert reading_noise_ceiling(kps, 0.04, draws=10, seed=1) != near
+
+
+def test_reading_noise_ceiling_remakes_middles_from_corners_and_refuses_bad_input():
+    kps, _ = wedges(50)
+    concave = kps.copy()
+    concave[:, 1, 1] += 6  # the upper middle lowered: a middle height the corners do not show
+    assert reading_noise_ceiling(concave, 0.0, draws=1)["slope"]["mean"] == pytest.approx(1.0)
+    assert reading_noise_ceiling(concave, 0.0, draws=1, middles_from_corners=True)["slope"]["mean"] < 0.99
+    flat = kps.copy()
+    flat[3, 3] = flat[3, 0]  # a zero posterior height
+    with pytest.raises(ValueError, match="vertebra 3: no valid morphometry"):
+        reading_noise_ceiling(flat, 0.04)
+    with pytest.raises(ValueError, match="shaped"):
+        reading_noise_ceiling(kps[:, :4], 0.04)
+    with pytest.raises(ValueError, match="distance >= 0"):
+        reading_noise_ceiling(kps, -0.1)
+    squares = wedges(20)[0]
+    squares[:, 5, 1] = squares[:, 3, 1]  # every vertebra normal: the AUC is undefined, not NaN
+    squares[:, 4, 1] = squares[:, 3, 1]
+    assert reading_noise_ceiling(squares, 0.0, draws=2)["auc"] == {"mean": None, "std": None}

@@ -231,6 +231,57 @@ def reduction_agreement(predicted: Sequence[float], annotated: Sequence[float]) 
     return {"count": len(x), "slope": float(fit.slope), "intercept": float(fit.intercept), "correlation": correlation}
 
 
+def reading_noise_ceiling(keypoints: np.ndarray, distance: float, draws: int = 20, seed: int = 0,
+                          middles_from_corners: bool = False) -> Dict:
+    """What readers' point noise alone leaves a perfect model of the slope of ``d`` and of the AUC.
+
+    The annotated points stand for the truth. Each draw is a reading of them: every point moved by
+    isotropic Gaussian noise of ``distance / sqrt(pi)`` of its vertebra's posterior height per axis,
+    so that two such readings lie ``distance`` of the height apart on average (what a two-reader
+    study reports); with ``middles_from_corners`` the middles are then made from the moved corners,
+    as the data's were. A model that knew the truth is scored against the reading as the evaluator
+    scores a model against the annotation: the slope of its ``d`` against the reading's
+    (:func:`reduction_agreement`), and the AUC of its ``d`` for the reading's normal+mild vs
+    moderate+severe grades.
+
+    Args:
+        keypoints: ``(N, 6, 2)`` annotated points, every vertebra with a valid morphometry.
+        distance: the mean distance between two readers' points, as a fraction of the height.
+    Returns:
+        ``{"distance", "draws", "vertebrae", "slope": {"mean", "std"}, "auc": {"mean", "std"}}``;
+        an AUC is None where a reading has one class only.
+    """
+    from .gsq import classify, morphometry
+
+    kps = np.asarray(keypoints, dtype=float)
+    if kps.ndim != 3 or kps.shape[1:] != (len(KEYPOINT_NAMES), 2):
+        raise ValueError(f"keypoints must be shaped (N, {len(KEYPOINT_NAMES)}, 2), got {kps.shape}")
+    if not (np.isfinite(distance) and distance >= 0) or draws < 1:
+        raise ValueError(f"need a distance >= 0 and at least one draw, got {distance} and {draws}")
+    truth = morphometry(kps)
+    if not truth["valid"].all():
+        raise ValueError(f"vertebra {int(np.flatnonzero(~truth['valid'].numpy())[0])}: no valid morphometry")
+    d_true = truth["reduction"].numpy()
+    rng = np.random.default_rng(seed)
+    sigma = distance / np.sqrt(np.pi) * truth["hp"].numpy()[:, None, None]
+    slopes, aucs = [], []
+    for _ in range(draws):
+        reading = kps + rng.normal(size=kps.shape) * sigma
+        if middles_from_corners:
+            reading[:, 1], reading[:, 4] = (reading[:, 0] + reading[:, 2]) / 2, (reading[:, 3] + reading[:, 5]) / 2
+        d_read = morphometry(reading)["reduction"].numpy()
+        grade = classify(reading)[0].numpy()
+        slopes.append(reduction_agreement(d_true, d_read)["slope"])
+        aucs.append(binary_screening(grade >= GRADE_TASKS["normal_mild_vs_moderate_severe"], d_true)["auc"])
+
+    def spread(values):
+        if any(v is None for v in values):
+            return {"mean": None, "std": None}
+        return {"mean": float(np.mean(values)), "std": float(np.std(values))}
+
+    return {"distance": float(distance), "draws": draws, "vertebrae": len(kps), "slope": spread(slopes), "auc": spread(aucs)}
+
+
 def interval_coverage(pred: np.ndarray, true: np.ndarray, eps: np.ndarray, visible: Optional[np.ndarray] = None) -> Dict:
     """Fraction of true keypoints within ``eps`` of the prediction, and the mean ``eps`` in pixels."""
     pred, true, eps = np.asarray(pred, dtype=float), np.asarray(true, dtype=float), np.asarray(eps, dtype=float)
