@@ -136,6 +136,8 @@ def test_vfa_evaluator_scores_a_grade_detector_by_its_boxes_alone():
         evaluator.process([{"image_id": d["image_id"]}], [{"instances": inst}])
     missed = evaluator._report(evaluator._rows, 6, len(dicts), evaluator._scores)
     assert missed["detection"]["recall"] == 0.0 and missed["scores"]["headline"] == "box"
+    flat = evaluator.evaluate()["vfa"]  # what the trainer logs and writes to metrics.json
+    assert flat["recall"] == 0.0 and flat["false_positives_per_image"] == 2.0
     grades = np.array([a["grade"] for d in dicts for a in d["annotations"]])
     p = np.array([probs[d["image_id"]] for d in dicts]).reshape(-1, 4)
     auc = report["screening"]["vertebra"]["grade"]["normal_mild_vs_moderate_severe"]["auc"]

@@ -24,6 +24,7 @@ DEFAULT_METRICS = (
     "vfa/vertebra/normal_mild_vs_moderate_severe/auc",
     "vfa/eps_coverage@0.9",
     "vfa/recall",
+    "vfa/false_positives_per_image",
     "bbox/AP50",
 )
 

@@ -265,6 +265,7 @@ def _flatten(report: Dict) -> "OrderedDict[str, float]":
     """Scalars for detectron2's CSV print and event storage; undefined metrics (None) are left out."""
     flat = OrderedDict()
     flat["recall"] = report["detection"]["recall"]
+    flat["false_positives_per_image"] = report["detection"]["false_positives_per_image"]
     if "level_accuracy" in report["detection"]:
         flat["level_accuracy"] = report["detection"]["level_accuracy"]
     screening = report.get("screening", {})
