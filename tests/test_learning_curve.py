@@ -75,7 +75,7 @@ def test_the_tool_plots_two_runs_and_prints_their_evaluations(tmp_path):
     b = training_run(tmp_path / "other" / "fine", slope_at_200=0.7)
     png = tmp_path / "plots" / "curve.png"
     result = tool(a, b / "metrics.json", "--label", "first", "--label", "second", "--output", png,
-                  "--target", "vfa/reduction_slope=0.5")
+                  "--target", "vfa/reduction_slope=0.5", "--target", "vfa/keypoint_error_of_height=0.1:0.3")
     assert result.returncode == 0, result.stderr
     assert "| second | 199 | 0.2 | 0.7 |" in result.stdout and "| first | 199 | 0.2 | 0.2 |" in result.stdout
     image = cv2.imread(str(png))
@@ -91,7 +91,9 @@ def test_the_tool_refuses_what_it_cannot_plot(tmp_path):
     result = tool(a, "--output", png, "--target", "bbox/AP50=0.9")
     assert result.returncode == 2 and "--target 'bbox/AP50' is not a plotted metric" in result.stderr
     result = tool(a, "--output", png, "--target", "slope")
-    assert result.returncode == 2 and "expected METRIC=NUMBER, got 'slope'" in result.stderr
+    assert result.returncode == 2 and "expected METRIC=NUMBER or METRIC=LOW:HIGH, got 'slope'" in result.stderr
+    result = tool(a, "--output", png, "--target", "vfa/reduction_slope=0.1:0.2:0.3")
+    assert result.returncode == 2 and "got 'vfa/reduction_slope=0.1:0.2:0.3'" in result.stderr
     result = tool(a, a, "--output", png)
     assert result.returncode == 2 and "two runs share a label" in result.stderr
     write_run(tmp_path / "broken", [{"iteration": 1, "total_loss": 1.0}, "{"])

@@ -4,8 +4,9 @@ iteration, from the ``metrics.json`` of detectron2 output folders.
 
     python tools/plot_learning_curve.py output/aasce_fine output/aasce_det --output curve.png \
         [--metric vfa/keypoint_error_of_height ...] [--target vfa/keypoint_error_of_height=0.06 ...]
+        [--target vfa/eps_coverage@0.9=0.85:0.95]
 
-Writes one PNG (a panel for the loss, one per evaluation metric, a line per run) and prints the
+Writes one PNG (a panel for the loss, one per evaluation metric, four to a row, a line per run) and prints the
 evaluations as a Markdown table. Without ``--metric`` the panels are those of
 ``xvfa_ext.learning_curve.DEFAULT_METRICS`` that some run evaluated.
 """
@@ -23,33 +24,48 @@ import matplotlib.pyplot as plt  # noqa: E402
 from xvfa_ext.files import write_atomic  # noqa: E402
 from xvfa_ext.learning_curve import DEFAULT_METRICS, LearningCurveError, evaluation_table, read_metrics, series  # noqa: E402
 
+MAX_COLUMNS = 4
+
 
 def _target(text: str):
+    """``METRIC=VALUE`` (a line) or ``METRIC=LOW:HIGH`` (a band)."""
     metric, sep, value = text.rpartition("=")
     try:
-        if sep and metric:
-            return metric, float(value)
+        bounds = tuple(float(v) for v in value.split(":"))
+        if sep and metric and len(bounds) in (1, 2):
+            return metric, bounds
     except ValueError:
         pass
-    raise argparse.ArgumentTypeError(f"expected METRIC=NUMBER, got {text!r}")
+    raise argparse.ArgumentTypeError(f"expected METRIC=NUMBER or METRIC=LOW:HIGH, got {text!r}")
 
 
 def plot(runs, loss, metrics, targets, path: Path) -> None:
-    fig, axes = plt.subplots(1, 1 + len(metrics), figsize=(4.2 * (1 + len(metrics)), 3.6), squeeze=False)
-    axes = axes[0]
+    panels = 1 + len(metrics)
+    cols = min(panels, MAX_COLUMNS)
+    rows = -(-panels // cols)
+    fig, grid = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False)
+    axes = grid.ravel()
+    for ax in axes[panels:]:
+        ax.axis("off")
     for name, rows in runs.items():
         line, = axes[0].plot(*series(rows, loss), lw=1, label=name)
         for ax, metric in zip(axes[1:], metrics):
             its, values = series(rows, metric)
             if its:
                 ax.plot(its, values, "o-", color=line.get_color(), label=name)
-    axes[0].set(title=loss, xlabel="iteration")
+    axes[0].set_title(loss, fontsize=9)
+    axes[0].set_xlabel("iteration")
     axes[0].legend(fontsize=7)
     for ax, metric in zip(axes[1:], metrics):
         if metric in targets:
-            ax.axhline(targets[metric], color="k", ls="--", lw=0.8, label="target")
+            bounds = targets[metric]
+            if len(bounds) == 1:
+                ax.axhline(bounds[0], color="k", ls="--", lw=0.8, label="target")
+            else:
+                ax.axhspan(*bounds, color="k", alpha=0.1, label="target")
             ax.legend(fontsize=7)
-        ax.set(title=metric, xlabel="iteration")
+        ax.set_title(metric, fontsize=9)
+        ax.set_xlabel("iteration")
     fig.tight_layout()
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=100)
@@ -64,7 +80,7 @@ def main(argv=None) -> int:
     parser.add_argument("--label", action="append", default=None, help="a name per run (default: the folder's name)")
     parser.add_argument("--loss", default="total_loss", help="the training scalar of the first panel")
     parser.add_argument("--metric", action="append", default=None, help="an evaluation result to plot (repeatable)")
-    parser.add_argument("--target", action="append", type=_target, default=[], help="METRIC=VALUE: a dashed line")
+    parser.add_argument("--target", action="append", type=_target, default=[], help="METRIC=VALUE (a dashed line) or METRIC=LOW:HIGH (a band)")
     args = parser.parse_args(argv)
     labels = args.label or [(p.parent if p.name == "metrics.json" else p).name for p in args.runs]
     if len(labels) != len(args.runs):
