@@ -126,7 +126,7 @@ def wedges(n=400, seed=0):
 
 
 def test_reading_noise_ceiling_falls_with_the_readers_distance():
-    kps, d = wedges()
+    kps, _ = wedges()
     exact = reading_noise_ceiling(kps, 0.0, draws=3)
     assert exact["slope"]["mean"] == pytest.approx(1.0) and exact["auc"]["mean"] == pytest.approx(1.0)
     near, far = (reading_noise_ceiling(kps, dist, draws=10) for dist in (0.04, 0.2))

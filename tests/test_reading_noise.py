@@ -36,6 +36,7 @@ def test_the_table_falls_with_the_distance_and_bad_files_are_named(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps(coco))
     result = tool("--annotations", tmp_path / "bad.json")
     assert result.returncode == 2
-    assert f"bad.json: annotation {coco['annotations'][1]['id']} of image" in result.stderr and "keypoints, expected 6" in result.stderr
+    assert f"bad.json: annotation {coco['annotations'][1]['id']} of image" in result.stderr
+    assert "keypoints, expected 6" in result.stderr
     result = tool("--annotations", tmp_path / "some.json", "--distance", "-0.1")
     assert result.returncode == 2 and "distances must be >= 0" in result.stderr

@@ -6,8 +6,8 @@ iteration, from the ``metrics.json`` of detectron2 output folders.
         [--metric vfa/keypoint_error_of_height ...] [--target vfa/keypoint_error_of_height=0.06 ...]
         [--target vfa/eps_coverage@0.9=0.85:0.95]
 
-Writes one PNG (a panel for the loss, one per evaluation metric, four to a row, a line per run) and prints the
-evaluations as a Markdown table. Without ``--metric`` the panels are those of
+Writes one PNG (a panel for the loss and one per evaluation metric, four to a row, a line per run)
+and prints the evaluations as a Markdown table. Without ``--metric`` the panels are those of
 ``xvfa_ext.learning_curve.DEFAULT_METRICS`` that some run evaluated.
 """
 
@@ -22,7 +22,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from xvfa_ext.files import write_atomic  # noqa: E402
-from xvfa_ext.learning_curve import DEFAULT_METRICS, LearningCurveError, evaluation_table, read_metrics, series  # noqa: E402
+from xvfa_ext.learning_curve import (  # noqa: E402
+    DEFAULT_METRICS,
+    LearningCurveError,
+    evaluation_table,
+    read_metrics,
+    series,
+)
 
 MAX_COLUMNS = 4
 
@@ -42,8 +48,8 @@ def _target(text: str):
 def plot(runs, loss, metrics, targets, path: Path) -> None:
     panels = 1 + len(metrics)
     cols = min(panels, MAX_COLUMNS)
-    rows = -(-panels // cols)
-    fig, grid = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False)
+    lines = -(-panels // cols)
+    fig, grid = plt.subplots(lines, cols, figsize=(4.2 * cols, 3.6 * lines), squeeze=False)
     axes = grid.ravel()
     for ax in axes[panels:]:
         ax.axis("off")
@@ -80,7 +86,8 @@ def main(argv=None) -> int:
     parser.add_argument("--label", action="append", default=None, help="a name per run (default: the folder's name)")
     parser.add_argument("--loss", default="total_loss", help="the training scalar of the first panel")
     parser.add_argument("--metric", action="append", default=None, help="an evaluation result to plot (repeatable)")
-    parser.add_argument("--target", action="append", type=_target, default=[], help="METRIC=VALUE (a dashed line) or METRIC=LOW:HIGH (a band)")
+    parser.add_argument("--target", action="append", type=_target, default=[],
+                        help="METRIC=VALUE (a dashed line) or METRIC=LOW:HIGH (a band)")
     args = parser.parse_args(argv)
     labels = args.label or [(p.parent if p.name == "metrics.json" else p).name for p in args.runs]
     if len(labels) != len(args.runs):

@@ -53,7 +53,8 @@ def read_metrics(path: Path) -> Dict[int, Dict[str, float]]:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise LearningCurveError(f"{path} line {number}: not JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or isinstance(row.get("iteration"), bool) or not isinstance(row.get("iteration"), int):
+        iteration = row.get("iteration") if isinstance(row, dict) else None
+        if isinstance(iteration, bool) or not isinstance(iteration, int):
             raise LearningCurveError(f"{path} line {number}: not an object with an integer 'iteration'")
         bad = [k for k, v in row.items() if isinstance(v, bool) or not isinstance(v, (int, float))]
         if bad:

@@ -20,7 +20,7 @@ import numpy as np
 from scipy import stats
 from sklearn.metrics import confusion_matrix, f1_score, roc_auc_score, roc_curve
 
-from .gsq import GRADES, INVALID, MORPHOLOGIES
+from .gsq import GRADES, INVALID, MORPHOLOGIES, classify, morphometry
 from .layout import KEYPOINT_NAMES
 
 # Screening tasks on grades: the positive class is ``grade >= first positive grade``.
@@ -251,8 +251,6 @@ def reading_noise_ceiling(keypoints: np.ndarray, distance: float, draws: int = 2
         ``{"distance", "draws", "vertebrae", "slope": {"mean", "std"}, "auc": {"mean", "std"}}``;
         an AUC is None where a reading has one class only.
     """
-    from .gsq import classify, morphometry
-
     kps = np.asarray(keypoints, dtype=float)
     if kps.ndim != 3 or kps.shape[1:] != (len(KEYPOINT_NAMES), 2):
         raise ValueError(f"keypoints must be shaped (N, {len(KEYPOINT_NAMES)}, 2), got {kps.shape}")
@@ -268,7 +266,8 @@ def reading_noise_ceiling(keypoints: np.ndarray, distance: float, draws: int = 2
     for _ in range(draws):
         reading = kps + rng.normal(size=kps.shape) * sigma
         if middles_from_corners:
-            reading[:, 1], reading[:, 4] = (reading[:, 0] + reading[:, 2]) / 2, (reading[:, 3] + reading[:, 5]) / 2
+            reading[:, 1] = (reading[:, 0] + reading[:, 2]) / 2
+            reading[:, 4] = (reading[:, 3] + reading[:, 5]) / 2
         d_read = morphometry(reading)["reduction"].numpy()
         grade = classify(reading)[0].numpy()
         slopes.append(reduction_agreement(d_true, d_read)["slope"])
@@ -279,7 +278,8 @@ def reading_noise_ceiling(keypoints: np.ndarray, distance: float, draws: int = 2
             return {"mean": None, "std": None}
         return {"mean": float(np.mean(values)), "std": float(np.std(values))}
 
-    return {"distance": float(distance), "draws": draws, "vertebrae": len(kps), "slope": spread(slopes), "auc": spread(aucs)}
+    return {"distance": float(distance), "draws": draws, "vertebrae": len(kps),
+            "slope": spread(slopes), "auc": spread(aucs)}
 
 
 def interval_coverage(pred: np.ndarray, true: np.ndarray, eps: np.ndarray, visible: Optional[np.ndarray] = None) -> Dict:
