@@ -4,7 +4,7 @@ Any detector can feed it crops; the detectron2 layer wraps it as an ROI head (pa
 """
 
 from dataclasses import replace
-from typing import Dict, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import torch
 from torch import nn
@@ -92,12 +92,21 @@ class VertebraHead(nn.Module):
         self.lambda_rle = lambda_rle
         self.classification_loss = GSQLoss(lambda_kps, lambda_img, grade_weights, morphology_weights, imputed_weight)
 
-    def forward(self, crops: torch.Tensor, box_sizes: torch.Tensor, flip: Optional[Sequence[int]] = None) -> Dict[str, torch.Tensor]:
+    def forward(
+        self,
+        crops: torch.Tensor,
+        box_sizes: torch.Tensor,
+        flip: Optional[Sequence[int]] = None,
+        refine: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+    ) -> Dict[str, torch.Tensor]:
         """``crops`` (N, C, S, S) of boxes whose (width, height) in pixels are ``box_sizes`` (N, 2).
 
         With ``flip`` (per keypoint the index it becomes in a mirrored crop,
         :func:`xvfa_ext.layout.flip_indices`), the mirrored crops run too, and the keypoint means,
         scales and image features are the average of the two passes (test-time flip averaging).
+        ``refine`` maps the keypoint means (N, 6, 2, crop coordinates) to refined ones (a cascade,
+        :class:`xvfa_ext.refine.KeypointRefiner`); GSQ and the density then read the refined points,
+        and ``mu_coarse`` keeps the first ones.
         """
         out = self.keypoint_head(crops)
         if flip is not None:
@@ -110,6 +119,8 @@ class VertebraHead(nn.Module):
                 scale=(out["scale"] + mirrored["scale"][:, list(flip)]) / 2,
                 features=(out["features"] + mirrored["features"]) / 2,
             )
+        if refine is not None:
+            out = dict(out, mu_coarse=out["mu"], mu=refine(out["mu"]))
         # Heights are compared in pixels: a crop's axes are stretched by its box's aspect ratio.
         kps_grade, kps_morphology = self.gsq(out["mu"] * box_sizes[:, None, :])
         img_grade, img_morphology = self.image_classifier(out["features"])

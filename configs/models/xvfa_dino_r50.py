@@ -64,6 +64,10 @@ model = L(XVFA)(
         num_samples=1000,
         # 64 crops per step at 8 images (suppl. Table 4's keypoint batch).
         crops_per_image=8,
+        # A cascade that refines each keypoint from a patch around it (xvfa_ext.refine): off, or
+        # the patch's pixels, e.g. 32, with refine_fraction of the crop box's height on a side.
+        refine_patch=None,
+        refine_fraction=0.4,
     ),
     train_detector=True,
     train_fine=True,

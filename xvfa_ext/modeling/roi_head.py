@@ -10,6 +10,7 @@ from torch import nn
 from ..crops import crop_vertebrae, enlarge_boxes, from_crop, jitter_boxes, to_crop
 from ..layout import flip_indices
 from ..prediction_fields import HEAD_FIELDS
+from ..refine import KeypointRefiner
 from ..uncertainty import COVERAGE_LEVELS, DEFAULT_ALPHA, DEFAULT_NUM_SAMPLES, interval_radii
 from ..vertebra_head import VertebraHead
 
@@ -42,6 +43,11 @@ class VertebraROIHead(nn.Module):
     ``test_flip`` (a view, ``lateral`` or ``frontal``) averages each vertebra's keypoints over its
     crop and the crop mirrored, relabelled by that view's flip map; off (None) by default.
 
+    ``refine_patch`` (pixels; None, off, by default) adds a cascade: each keypoint is refined from
+    a ``refine_patch`` px patch around it, ``refine_fraction`` of its crop box's height on a side,
+    cut from the same image (:class:`xvfa_ext.refine.KeypointRefiner`). The refined points are the
+    head's keypoints: the density, GSQ and every output read them.
+
     The classification terms of eq. 8 (GSQ-guided and image) are off for the first
     ``classification_warmup_iters`` iterations and ramp up linearly over as many again: from random
     initialisation they would otherwise shape the shared ResNet-18 before it has learned to tell
@@ -59,8 +65,11 @@ class VertebraROIHead(nn.Module):
         crops_per_image: Optional[int] = None,
         classification_warmup_iters: int = 0,
         test_flip: Optional[str] = None,
+        refine_patch: Optional[int] = None,
+        refine_fraction: float = 0.4,
     ):
         super().__init__()
+        self.refiner = KeypointRefiner(refine_patch, refine_fraction) if refine_patch is not None else None
         self.test_flip = flip_indices(test_flip) if test_flip is not None else None
         self.head = head
         self.crops_per_image = crops_per_image
@@ -77,7 +86,19 @@ class VertebraROIHead(nn.Module):
         batch_index = torch.cat([torch.full((len(b),), i, device=images.tensor.device) for i, b in enumerate(boxes)])
         flat = torch.cat(boxes)
         crops = crop_vertebrae(images.tensor, flat, batch_index, self.crop_size)
-        return crops, flat
+        return crops, flat, batch_index
+
+    def _refine(self, images: ImageList, flat: torch.Tensor, batch_index: torch.Tensor):
+        """The cascade's step for :class:`VertebraHead`: crop-coordinate points in, refined ones out."""
+        if self.refiner is None:
+            return None
+        heights = flat[:, 3] - flat[:, 1]
+
+        def refine(mu: torch.Tensor) -> torch.Tensor:
+            points = self.refiner(images.tensor, from_crop(mu, flat), batch_index, heights)
+            return to_crop(points, flat)
+
+        return refine
 
     def _context_boxes(self, images: ImageList, boxes: List[torch.Tensor]) -> List[torch.Tensor]:
         factor = 1 + self.box_scale / 2
@@ -97,9 +118,9 @@ class VertebraROIHead(nn.Module):
             _clipped(jitter_boxes(inst.gt_boxes.tensor.to(device), self.box_scale, self.box_shift), size)
             for inst, size in zip(instances, images.image_sizes)
         ]
-        crops, flat = self._crops(images, boxes)
+        crops, flat, batch_index = self._crops(images, boxes)
         keypoints = torch.cat([inst.gt_keypoints.tensor for inst in instances]).to(device)
-        outputs = self.head(crops, flat[:, 2:] - flat[:, :2])
+        outputs = self.head(crops, flat[:, 2:] - flat[:, :2], refine=self._refine(images, flat, batch_index))
         targets = {
             "keypoints": to_crop(keypoints[..., :2], flat),
             "visible": keypoints[..., 2] > 0,
@@ -125,8 +146,8 @@ class VertebraROIHead(nn.Module):
             scores = [torch.ones(len(b), device=b.device) for b in boxes]
         results = [Instances(size) for size in images.image_sizes]
         counts = [len(b) for b in boxes]
-        crops, flat = self._crops(images, self._context_boxes(images, boxes))
-        outputs = self.head(crops, flat[:, 2:] - flat[:, :2], self.test_flip)
+        crops, flat, batch_index = self._crops(images, self._context_boxes(images, boxes))
+        outputs = self.head(crops, flat[:, 2:] - flat[:, :2], self.test_flip, self._refine(images, flat, batch_index))
         u = self.head.uncertainty(outputs, flat, self.alpha, self.num_samples)
         keypoints = from_crop(outputs["mu"], flat)
         eps_levels = interval_radii(u.samples, keypoints, COVERAGE_LEVELS)
