@@ -15,6 +15,7 @@ CORE = [
     "xvfa_ext.learning_curve",
     "xvfa_ext.metrics",
     "xvfa_ext.radiograph_io",
+    "xvfa_ext.refine",
     "xvfa_ext.reports",
     "xvfa_ext.rle",
     "xvfa_ext.synthetic",

@@ -42,11 +42,11 @@ def test_folded_inference_matches_the_trunk_as_trained(regressor, stride, dtype,
 
 def test_folded_trunk_follows_new_weights():
     torch.manual_seed(0)
-    head = KeypointHead().eval()
+    head = KeypointHead(trunk_dtype="float32").eval()
     crops = torch.rand(3, 1, 64, 64)
     with torch.no_grad():
         before = head(crops)["mu"]
-    other = _trained_a_little(KeypointHead())
+    other = _trained_a_little(KeypointHead(trunk_dtype="float32"))
     head.load_state_dict(other.state_dict())
     with torch.no_grad():
         after = head(crops)["mu"]
@@ -63,13 +63,13 @@ def test_training_and_autograd_use_the_trunk_itself():
 
 def test_compiled_inference_matches_and_follows_new_weights():
     torch.manual_seed(0)
-    head = _trained_a_little(KeypointHead(compile_inference=True))
+    head = _trained_a_little(KeypointHead(trunk_dtype="float32", compile_inference=True))
     for count in (3, 5):  # another batch size runs without a new graph
         crops = torch.rand(count, 1, 64, 64)
         with torch.no_grad():
             compiled = head(crops)["mu"]
         torch.testing.assert_close(compiled, _reference(head, crops), rtol=1e-3, atol=1e-3)
-    head.load_state_dict(_trained_a_little(KeypointHead()).state_dict())
+    head.load_state_dict(_trained_a_little(KeypointHead(trunk_dtype="float32")).state_dict())
     with torch.no_grad():
         compiled = head(crops)["mu"]
     torch.testing.assert_close(compiled, _reference(head, crops), rtol=1e-3, atol=1e-3)
@@ -84,7 +84,7 @@ def test_a_failed_compile_is_reported_and_runs_uncompiled(monkeypatch, caplog):
 
     monkeypatch.setattr(torch, "compile", broken_compile)
     torch.manual_seed(0)
-    head = KeypointHead(compile_inference=True).eval()
+    head = KeypointHead(trunk_dtype="float32", compile_inference=True).eval()
     crops = torch.rand(2, 1, 64, 64)
     with torch.no_grad(), caplog.at_level("WARNING"):
         first, second = head(crops)["mu"], head(crops)["mu"]

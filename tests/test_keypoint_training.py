@@ -91,7 +91,7 @@ def test_soft_argmax_finds_a_peak_between_cells():
 
 def test_bfloat16_trunk_keeps_the_regressors_in_float32():
     torch.manual_seed(0)
-    exact_head = KeypointHead().eval()
+    exact_head = KeypointHead(trunk_dtype="float32").eval()
     head = KeypointHead(trunk_dtype="bfloat16").eval()
     head.load_state_dict(exact_head.state_dict())
     crops = torch.rand(4, 1, 64, 64)

@@ -95,8 +95,10 @@ def load_resnet18(weights: Optional[str] = None) -> nn.Module:
     return trunk
 
 
-def _conv_bn_relu(cin: int, cout: int, kernel: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+def conv_bn_relu(cin: int, cout: int, kernel: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+    """A convolution without bias ("same" padding at stride 1), BatchNorm and ReLU."""
+    conv = nn.Conv2d(cin, cout, kernel, stride=stride, padding=dilation * (kernel // 2), dilation=dilation, bias=False)
+    return nn.Sequential(conv, nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
 class HeatmapTrunk(nn.Module):
@@ -116,12 +118,12 @@ class HeatmapTrunk(nn.Module):
         self.stride = stride
         self.stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool)
         self.stages = nn.ModuleList([resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4])
-        self.laterals = nn.ModuleList(_conv_bn_relu(c, _HEATMAP_CHANNELS, 1) for c in (64, 128, 256, 512))
-        self.decoder = _conv_bn_relu(_HEATMAP_CHANNELS, _HEATMAP_CHANNELS, 3)
+        self.laterals = nn.ModuleList(conv_bn_relu(c, _HEATMAP_CHANNELS, 1) for c in (64, 128, 256, 512))
+        self.decoder = conv_bn_relu(_HEATMAP_CHANNELS, _HEATMAP_CHANNELS, 3)
         channels = _HEATMAP_CHANNELS
         if stride == 2:
-            self.stem_lateral = _conv_bn_relu(64, _HEATMAP_CHANNELS, 1)
-            self.refine = _conv_bn_relu(_HEATMAP_CHANNELS, _FINE_CHANNELS, 3)
+            self.stem_lateral = conv_bn_relu(64, _HEATMAP_CHANNELS, 1)
+            self.refine = conv_bn_relu(_HEATMAP_CHANNELS, _FINE_CHANNELS, 3)
             channels = _FINE_CHANNELS
         self.heatmaps = nn.Conv2d(channels, num_keypoints, 1)
         nn.init.normal_(self.heatmaps.weight, std=1e-3)

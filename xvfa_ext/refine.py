@@ -3,7 +3,7 @@
 The fine stage places six points from one crop of the whole vertebra. The refiner cuts, for each
 point, a square patch centred on it from the same image, a fraction of the vertebra crop's height
 on a side, and reads the point's position in the patch from a small heatmap network. It sees an
-endplate's corner at the resolution of the image, where the vertebra crop has to hold the whole
+endplate's corner sampled more finely than the vertebra crop, which has to hold the whole
 vertebra and its context.
 """
 
@@ -11,16 +11,8 @@ import torch
 from torch import nn
 
 from .crops import crop_vertebrae
-from .keypoint_head import soft_argmax
+from .keypoint_head import conv_bn_relu, soft_argmax
 from .layout import NUM_KEYPOINTS
-
-
-def _conv_bn_relu(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation, bias=False),
-        nn.BatchNorm2d(cout),
-        nn.ReLU(inplace=True),
-    )
 
 
 class KeypointRefiner(nn.Module):
@@ -51,11 +43,11 @@ class KeypointRefiner(nn.Module):
         self.num_keypoints = num_keypoints
         wide = 2 * channels
         self.net = nn.Sequential(
-            _conv_bn_relu(1, channels),
-            _conv_bn_relu(channels, channels),
-            _conv_bn_relu(channels, wide, stride=2),
-            _conv_bn_relu(wide, wide, dilation=2),
-            _conv_bn_relu(wide, wide, dilation=4),
+            conv_bn_relu(1, channels, 3),
+            conv_bn_relu(channels, channels, 3),
+            conv_bn_relu(channels, wide, 3, stride=2),
+            conv_bn_relu(wide, wide, 3, dilation=2),
+            conv_bn_relu(wide, wide, 3, dilation=4),
         )
         self.heatmaps = nn.Conv2d(wide, num_keypoints, 1)
         nn.init.zeros_(self.heatmaps.weight)
