@@ -105,8 +105,7 @@ class VertebraHead(nn.Module):
         :func:`xvfa_ext.layout.flip_indices`), the mirrored crops run too, and the keypoint means,
         scales and image features are the average of the two passes (test-time flip averaging).
         ``refine`` maps the keypoint means (N, 6, 2, crop coordinates) to refined ones (a cascade,
-        :class:`xvfa_ext.refine.KeypointRefiner`); GSQ and the density then read the refined points,
-        and ``mu_coarse`` keeps the first ones.
+        :class:`xvfa_ext.refine.KeypointRefiner`); GSQ and the density then read the refined points.
         """
         out = self.keypoint_head(crops)
         if flip is not None:
@@ -120,7 +119,7 @@ class VertebraHead(nn.Module):
                 features=(out["features"] + mirrored["features"]) / 2,
             )
         if refine is not None:
-            out = dict(out, mu_coarse=out["mu"], mu=refine(out["mu"]))
+            out = dict(out, mu=refine(out["mu"]))
         # Heights are compared in pixels: a crop's axes are stretched by its box's aspect ratio.
         kps_grade, kps_morphology = self.gsq(out["mu"] * box_sizes[:, None, :])
         img_grade, img_morphology = self.image_classifier(out["features"])
