@@ -76,3 +76,30 @@ def test_the_pretrained_config_stops_in_one_line_without_network(tmp_path):
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"train_net.py: {UNREACHABLE}: cannot be downloaded") and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+@requires_detectron2
+@pytest.mark.parametrize("variant, first", [
+    ("xvfa_dino_r50_fine_from_synthetic.py", "xvfa_dino_r50_fine.py"),
+    ("xvfa_dino_r50_detector_from_synthetic.py", "xvfa_dino_r50_detector.py"),
+])
+def test_a_from_synthetic_config_starts_where_its_synthetic_run_ends(variant, first, tmp_path):
+    from detectron2.config import LazyConfig
+
+    cfg, synthetic = LazyConfig.load(str(ROOT / "configs" / variant)), LazyConfig.load(str(ROOT / "configs" / first))
+    assert Path(cfg.train.init_checkpoint) == Path(synthetic.train.output_dir) / "model_final.pth"
+    assert cfg.train.output_dir != synthetic.train.output_dir
+    # The same model, data and schedule: only where it starts and where it writes differ.
+    for key in ("model", "optimizer", "dataset"):
+        assert LazyConfig.to_py(cfg[key]) == LazyConfig.to_py(synthetic[key]), key
+    assert LazyConfig.to_py(cfg.dataloader.train) == LazyConfig.to_py(synthetic.dataloader.train)
+    assert cfg.train.max_iter == synthetic.train.max_iter
+    missing = tmp_path / "model_final.pth"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "train_net.py"), "--config-file", str(ROOT / "configs" / variant),
+         f"train.init_checkpoint={missing}", f"train.output_dir={tmp_path / 'out'}"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1] == f"train_net.py: {missing}: no such file (train.init_checkpoint)"
+    assert not (tmp_path / "out").exists()
