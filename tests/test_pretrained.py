@@ -18,6 +18,19 @@ PRETRAINED = ROOT / "configs" / "xvfa_dino_r50_pretrained.py"
 UNREACHABLE = "http://127.0.0.1:9/ImageNetPretrained/MSRA/R-50.pkl"
 
 
+def stopped_train_net(config, init_checkpoint, tmp_path) -> str:
+    """Runs ``train_net.py`` from ``init_checkpoint``, which must stop it: exit 2, no traceback,
+    nothing written. Returns its last line of stderr."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "train_net.py"), "--config-file", str(config),
+         f"train.init_checkpoint={init_checkpoint}", f"train.output_dir={tmp_path / 'out'}"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+    return result.stderr.strip().splitlines()[-1]
+
+
 def test_torchvision_weights_load_from_a_local_copy_in_torchs_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     reference = torchvision.models.resnet18(weights=None)
@@ -67,15 +80,8 @@ def test_the_pretrained_config_stops_in_one_line_without_network(tmp_path):
     assert cfg.train.init_checkpoint == "detectron2://ImageNetPretrained/MSRA/R-50.pkl"
     assert cfg.model.detector.backbone.stem.norm == cfg.model.detector.backbone.stages.norm == "FrozenBN"
     assert cfg.model.detector.backbone.freeze_at == 1 and cfg.model.roi_head.head.weights == "torchvision"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "train_net.py"), "--config-file", str(PRETRAINED),
-         f"train.init_checkpoint={UNREACHABLE}", f"train.output_dir={tmp_path / 'out'}"],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
-    )
-    assert result.returncode == 2, result.stderr[-2000:]
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"train_net.py: {UNREACHABLE}: cannot be downloaded") and "Traceback" not in result.stderr
-    assert not (tmp_path / "out").exists()
+    last = stopped_train_net(PRETRAINED, UNREACHABLE, tmp_path)
+    assert last.startswith(f"train_net.py: {UNREACHABLE}: cannot be downloaded")
 
 
 @requires_detectron2
@@ -95,11 +101,5 @@ def test_a_from_synthetic_config_starts_where_its_synthetic_run_ends(variant, fi
     assert LazyConfig.to_py(cfg.dataloader.train) == LazyConfig.to_py(synthetic.dataloader.train)
     assert cfg.train.max_iter == synthetic.train.max_iter
     missing = tmp_path / "model_final.pth"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "train_net.py"), "--config-file", str(ROOT / "configs" / variant),
-         f"train.init_checkpoint={missing}", f"train.output_dir={tmp_path / 'out'}"],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
-    )
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert result.stderr.strip().splitlines()[-1] == f"train_net.py: {missing}: no such file (train.init_checkpoint)"
-    assert not (tmp_path / "out").exists()
+    last = stopped_train_net(ROOT / "configs" / variant, missing, tmp_path)
+    assert last == f"train_net.py: {missing}: no such file (train.init_checkpoint)"
