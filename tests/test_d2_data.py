@@ -138,6 +138,7 @@ def test_photometric_augmentations_change_exposure_not_geometry():
 
 
 def test_mapper_packs_labels_and_names_a_corrupt_image(small, tmp_path):
+    import torch
     from detectron2.data import DatasetCatalog
 
     from xvfa_ext.data import VertebraDatasetMapper, build_augmentations
@@ -146,8 +147,11 @@ def test_mapper_packs_labels_and_names_a_corrupt_image(small, tmp_path):
     mapper = VertebraDatasetMapper(True, build_augmentations(True, rotation=15), resize_factor=0.5)
     out = mapper(records[0])
     inst = out["instances"]
-    # The detector's input at half resolution, the fine stage's image at full resolution.
-    assert out["image"].shape == (3, 80, 64) and out["fine_image"].shape == (3, 160, 128)
+    # The detector's input at half resolution (three equal channels), the fine stage's grey image at full resolution.
+    assert out["image"].shape == (3, 80, 64) and out["fine_image"].shape == (1, 160, 128)
+    assert torch.equal(out["image"][0], out["image"][1]) and torch.equal(out["image"][0], out["image"][2])
+    with pytest.raises(ValueError, match=r"grey \(H, W\) radiograph.*\(160, 128, 3\)"):
+        mapper.map_image(np.zeros((160, 128, 3), np.uint8))
     assert len(inst) == len(records[0]["annotations"])
     assert inst.gt_keypoints.tensor.shape[1:] == (6, 3)
     assert {"gt_grade", "gt_morphology", "gt_imputed"} <= set(inst.get_fields())

@@ -173,7 +173,7 @@ def read_boxes(path: Path) -> Dict[str, List[List[float]]]:
 def map_film(mapper, film: Film, boxes: Optional[List[List[float]]] = None) -> Dict:
     """The model input of one film; ``boxes`` (XYXY in the film's pixels) replace the detector."""
     gray = film.image
-    inputs, _ = mapper.map_image(np.repeat(gray[:, :, None], 3, axis=2))
+    inputs, _ = mapper.map_image(gray)
     inputs.update(height=gray.shape[0], width=gray.shape[1])
     if boxes is not None:
         size = tuple(inputs["image"].shape[1:])

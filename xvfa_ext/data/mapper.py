@@ -77,9 +77,9 @@ def _resize(shape, factor: float) -> T.ResizeTransform:
     return T.ResizeTransform(h, w, max(1, round(h * factor)), max(1, round(w * factor)))
 
 
-def _chw_tensor(image: np.ndarray) -> torch.Tensor:
-    """An (H, W, C) array as the (C, H, W) tensor detectron2 models take."""
-    return torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+def _gray_tensor(gray: np.ndarray, channels: int) -> torch.Tensor:
+    """An (H, W) grey array as the (channels, H, W) tensor detectron2 models take."""
+    return torch.as_tensor(np.ascontiguousarray(np.repeat(gray[None], channels, axis=0)))
 
 
 class VertebraDatasetMapper:
@@ -93,7 +93,9 @@ class VertebraDatasetMapper:
     ``fine_image`` is the film at full resolution, or reduced so that the median vertebra is at most
     ``fine_vertebra_height`` pixels tall. A fixed ``resize_factor`` may be given instead of
     ``detector_vertebra_height``; without either it is 0.5, the paper's half resolution.
-    Augmentations apply to ``fine_image``.
+    Augmentations apply to ``fine_image``. A radiograph is one grey channel: the mapper resizes and
+    augments that channel alone, ``fine_image`` is ``(1, H, W)`` and ``image`` repeats it as the
+    three channels the detector takes.
 
     Instances, in ``image`` pixels, carry ``gt_boxes``, ``gt_classes``, ``gt_keypoints`` and per
     vertebra ``gt_grade``, ``gt_morphology`` and ``gt_imputed``. With ``keep_annotations`` the
@@ -165,14 +167,12 @@ class VertebraDatasetMapper:
             scale = ImageScale(fine=scale.fine, detector=self.resize_factor)
         return scale
 
-    def _read(self, file_name: str) -> np.ndarray:
-        """The radiograph as (H, W, 3) uint8: 8 or 16 bit, grayscale or colour, PNG/JPEG/TIFF/DICOM."""
-        gray, _, _ = read_radiograph(file_name)
-        return np.repeat(gray[:, :, None], 3, axis=2)
-
     def map_image(self, image: np.ndarray) -> Tuple[Dict[str, torch.Tensor], T.TransformList]:
-        """``image`` and ``fine_image`` of an (H, W, 3) radiograph, and the transforms that made ``image``."""
-        h, w = image.shape[:2]
+        """``image`` and ``fine_image`` of an (H, W) uint8 grey radiograph
+        (:func:`xvfa_ext.radiograph_io.read_radiograph`), and the transforms that made ``image``."""
+        if image.ndim != 2:
+            raise ValueError(f"map_image takes a grey (H, W) radiograph, got an array of shape {image.shape}")
+        h, w = image.shape
         scale = self.scale((h, w))
         transforms = T.TransformList([])
         if scale.fine != 1:
@@ -184,16 +184,16 @@ class VertebraDatasetMapper:
         inputs = {}
         detector = scale.detector / scale.fine
         if detector != 1:
-            inputs["fine_image"] = _chw_tensor(image)
+            inputs["fine_image"] = _gray_tensor(image, 1)
             resize = _resize(image.shape, detector)
             image = resize.apply_image(image)
             transforms = transforms + resize
-        inputs["image"] = _chw_tensor(image)
+        inputs["image"] = _gray_tensor(image, 3)
         return inputs, transforms
 
     def __call__(self, dataset_dict: Dict) -> Dict:
         dataset_dict = copy.deepcopy(dataset_dict)
-        image = self._read(dataset_dict["file_name"])
+        image, _, _ = read_radiograph(dataset_dict["file_name"])
         utils.check_image_size(dataset_dict, image)
         inputs, transforms = self.map_image(image)
         dataset_dict.update(inputs)
