@@ -100,3 +100,18 @@ def test_the_tool_refuses_what_it_cannot_plot(tmp_path):
     result = tool(a, tmp_path / "broken", "--output", png)
     assert result.returncode == 2 and "broken/metrics.json line 2: not JSON" in result.stderr
     assert not png.exists()
+
+
+def test_the_training_speed_is_the_last_line_detectron2_logged(tmp_path):
+    from xvfa_ext.learning_curve import training_speed
+
+    log = tmp_path / "log.txt"
+    log.write_text("[12/06 22:40:41 d2.engine.hooks]: Overall training speed: 97 iterations in 0:01:58 (1.2245 s / it)\n"
+                   "[12/06 22:50:41 d2.engine.hooks]: Overall training speed: 2398 iterations in 0:48:56 (1.2170 s / it)\n"
+                   "[12/06 22:50:41 d2.engine.hooks]: Total training time: 0:49:26 (0:00:30 on hooks)\n")
+    assert training_speed(tmp_path) == (2398, 1.217)
+    log.write_text("[12/06 22:40:41 d2.engine.hooks]: Total training time: 0:00:03 (0:00:01 on hooks)\n")
+    with pytest.raises(LearningCurveError, match=f"^{log}: no 'Overall training speed' line"):
+        training_speed(log)
+    with pytest.raises(LearningCurveError, match="no such file"):
+        training_speed(tmp_path / "elsewhere")

@@ -9,6 +9,7 @@ repeats the iterations after its last checkpoint; the later line of an iteration
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
@@ -89,3 +90,27 @@ def evaluation_table(runs: Dict[str, Dict[int, Dict[str, float]]], metrics: Sequ
 
 def _cell(value: float) -> str:
     return f"{value:.4g}" if math.isfinite(value) else str(value)
+
+
+_SPEED = re.compile(r"Overall training speed: (\d+) iterations in \S+ \(([0-9.]+) s / it\)")
+
+
+def training_speed(log: Path) -> Tuple[int, float]:
+    """The iterations timed and the seconds per iteration that detectron2's ``IterationTimer``
+    logs at the end of training (``log.txt`` of an output folder, or the folder): hooks and the
+    first two iterations excluded.
+
+    Raises:
+        LearningCurveError: naming the file where it is missing or holds no such line.
+    """
+    log = Path(log)
+    if log.is_dir():
+        log = log / "log.txt"
+    try:
+        found = _SPEED.findall(log.read_text(errors="replace"))
+    except FileNotFoundError:
+        raise LearningCurveError(f"{log}: no such file (is it a detectron2 output folder?)") from None
+    if not found:
+        raise LearningCurveError(f"{log}: no 'Overall training speed' line (did the training end?)")
+    iterations, seconds = found[-1]
+    return int(iterations), float(seconds)
