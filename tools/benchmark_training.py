@@ -11,11 +11,14 @@ capability, the threads, the seconds per iteration that detectron2 logs (its fir
 checkpoints and evaluation excluded), the median wait for data, the run's other costs (start,
 warm-up, evaluation: its wall time less the timed iterations), and the schedule's projected length:
 ``train.max_iter`` times the seconds per iteration, plus those costs. Timings depend on the CPU and
-on what else runs on it: compare runs of one machine.
+on what else runs on it: compare runs of one machine. ``OMP_NUM_THREADS``, ``ATEN_CPU_CAPABILITY``
+and ``ONEDNN_MAX_CPU_ISA`` pass to the run (``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2``
+give an AVX-512 CPU the kernels of an AVX2 one) and are printed where set.
 """
 
 import argparse
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -27,6 +30,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from xvfa_ext.learning_curve import LearningCurveError, read_metrics, training_speed  # noqa: E402
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, or the platform's word for it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def main(argv=None) -> int:
@@ -68,8 +82,9 @@ def main(argv=None) -> int:
             sys.exit(f"benchmark_training: {exc}")
     waits = [row["data_time"] for row in rows.values() if "data_time" in row]
     other = wall - timed * seconds
-    print(f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} cores, "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+    settings = [f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA") if k in os.environ]
+    print(f"{cpu_model()}: CPU capability {torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} cores"
+          + "".join(f", {s}" for s in settings))
     print(f"seconds per iteration: {seconds:.3f} (detectron2, {timed} iterations); "
           f"median wait for data: {statistics.median(waits):.3f} s")
     print(f"start, warm-up and evaluation: {other / 60:.1f} min; the short run: {wall / 60:.1f} min")
