@@ -95,6 +95,52 @@ def test_a_failed_compile_is_reported_and_runs_uncompiled(monkeypatch, caplog):
     torch.testing.assert_close(second, first)
 
 
+@pytest.mark.parametrize("wrong, said", [
+    (lambda out: out * float("nan"), "gives values that are not finite"),
+    (lambda out: out + 10 * out.abs().max(), "differs from the uncompiled one by"),
+])
+def test_a_compiled_trunk_that_computes_wrongly_is_reported_and_runs_uncompiled(monkeypatch, caplog, wrong, said):
+    calls = []
+
+    def miscompile(module, **kwargs):
+        def run(x):
+            calls.append(len(x))
+            out = module(x)
+            return tuple(wrong(t) for t in out) if isinstance(out, tuple) else wrong(out)
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", miscompile)
+    torch.manual_seed(0)
+    head = _trained_a_little(KeypointHead(trunk_dtype="float32", compile_inference=True))
+    crops = torch.rand(2, 1, 64, 64)
+    with torch.no_grad(), caplog.at_level("WARNING"):
+        first, second = head(crops)["mu"], head(crops)["mu"]
+    warnings = [r.message for r in caplog.records if "compiled keypoint trunk" in r.message]
+    assert len(warnings) == 1 and said in warnings[0] and warnings[0].endswith("on its first input; it runs uncompiled")
+    assert calls == [2]  # the compiled copy ran once, then never again
+    torch.testing.assert_close(first, _reference(head, crops), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(second, first)
+
+
+def test_a_compiled_trunk_within_tolerance_stays_compiled(monkeypatch, caplog):
+    calls = []
+
+    def close_compile(module, **kwargs):
+        def run(x):
+            calls.append(len(x))
+            out = module(x)
+            return tuple(t * 1.001 for t in out) if isinstance(out, tuple) else out * 1.001
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", close_compile)
+    head = KeypointHead(trunk_dtype="float32", compile_inference=True).eval()
+    with torch.no_grad(), caplog.at_level("WARNING"):
+        head(torch.rand(2, 1, 64, 64)), head(torch.rand(3, 1, 64, 64))
+    assert calls == [2, 3] and not [r for r in caplog.records if "compiled keypoint trunk" in r.message]
+
+
 @pytest.mark.parametrize("stride", [4, 2])
 def test_heatmaps_have_the_stride_asked_for(stride):
     head = KeypointHead(heatmap_stride=stride).eval()

@@ -24,15 +24,20 @@ class FoldedTrunk:
     refreshed in place, so a compiled copy is compiled once (``torch.compile`` with dynamic batch
     size: a few seconds to a minute on the first call) and then follows every training step. Where
     compiling fails (no C++ compiler for the CPU, no Triton for CUDA) it says so once and runs the
-    folded copy uncompiled.
+    folded copy uncompiled. The compiled copy's first answer is checked against the uncompiled
+    copy's on the same input: where it is not finite, or further from it than ``tolerance`` times
+    the answer's largest magnitude, the compiler has miscompiled (as torch's inductor does on an
+    AVX-512 CPU told ``ATEN_CPU_CAPABILITY=avx2``); it says so once and runs uncompiled.
     """
 
-    def __init__(self, dtype: torch.dtype = torch.float32, compile: bool = False):
+    def __init__(self, dtype: torch.dtype = torch.float32, compile: bool = False, tolerance: float = 0.05):
         self.dtype = dtype
         self.compile = compile
+        self.tolerance = tolerance
         self._module: Optional[nn.Module] = None
         self._run = None
         self._key: Optional[Tuple] = None
+        self._checked = False  # whether the compiled copy's answer was compared with the uncompiled one
 
     def _state_key(self, trunk: nn.Module) -> Tuple:
         tensors = list(trunk.parameters()) + list(trunk.buffers())
@@ -52,6 +57,7 @@ class FoldedTrunk:
         if self.compile:
             logger.info("Compiling the keypoint trunk for inference: once, up to a minute")
             self._run = torch.compile(folded, dynamic=True)
+            self._checked = False
 
     def __call__(self, trunk: nn.Module, x: torch.Tensor):
         """``trunk(x)`` for an eval-mode trunk without autograd, in ``dtype``; the result (a tensor
@@ -62,14 +68,37 @@ class FoldedTrunk:
             self._key = key
         x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
         try:
-            return _float(self._run(x))
+            out = _float(self._run(x))
         except Exception as exc:  # the compiler's own errors vary by backend and toolchain
             if self._run is self._module:
                 raise
             logger.warning(f"Compiling the keypoint trunk failed, it runs uncompiled: {str(exc)[:300]}")
             self._run = self._module
             return _float(self._run(x))
+        if self._run is not self._module and not self._checked:
+            self._checked = True
+            reference = _float(self._module(x))
+            problem = _disagreement(out, reference, self.tolerance)
+            if problem:
+                logger.warning(f"The compiled keypoint trunk {problem} on its first input; it runs uncompiled")
+                self._run = self._module
+                return reference
+        return out
 
 
 def _float(out):
     return tuple(t.float() for t in out) if isinstance(out, tuple) else out.float()
+
+
+def _disagreement(out, reference, tolerance: float) -> Optional[str]:
+    """How ``out`` (a tensor or tuple of tensors) departs from ``reference``, or None where it does
+    not: not finite where the reference is, or further than ``tolerance`` times its largest value."""
+    pairs = zip(out, reference) if isinstance(out, tuple) else [(out, reference)]
+    for got, want in pairs:
+        if not torch.isfinite(got).all() and torch.isfinite(want).all():
+            return "gives values that are not finite"
+        scale = float(want.abs().max()) if want.numel() else 0.0
+        if got.numel() and float((got - want).abs().max()) > tolerance * max(scale, 1e-6):
+            return (f"differs from the uncompiled one by {float((got - want).abs().max()):.3g} "
+                    f"(its values reach {scale:.3g})")
+    return None
