@@ -26,6 +26,7 @@ TOOL_ARGS = {
     "visualize_data.py": ["--dataset", "xvfa_synthetic_val", "--output", "out"],
     "benchmark.py": ["--iters", "1"],
     "benchmark_accuracy.py": ["--output", "out"],
+    "benchmark_training.py": ["--config-file", "configs/xvfa_dino_r50_fine.py", "--keep", "out"],
 }
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from xvfa_ext.dependencies import require_detectron2  # noqa: E402
 from xvfa_ext.learning_curve import LearningCurveError, read_metrics, training_speed  # noqa: E402
 
 
@@ -50,6 +51,7 @@ def main(argv=None) -> int:
     parser.add_argument("--keep", metavar="DIR", help="keep the short run's output folder here")
     parser.add_argument("opts", nargs="*", metavar="KEY=VALUE", help="config overrides")
     args = parser.parse_args(argv)
+    require_detectron2()
     if args.iters < 5:
         parser.error("--iters must be at least 5: detectron2 times the iterations after its first two")
     if not Path(args.config_file).is_file():
