@@ -30,6 +30,24 @@ DEFAULT_METRICS = (
 )
 
 
+def _read_output_file(path: Path, name: str, errors: str = "strict") -> Tuple[Path, str]:
+    """The file ``path``, or ``name`` in the output folder ``path``, and its text (decoding
+    ``errors`` as :meth:`bytes.decode` takes them).
+
+    Raises:
+        LearningCurveError: naming the file where it is missing or cannot be read.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / name
+    try:
+        return path, path.read_text(errors=errors)
+    except FileNotFoundError:
+        raise LearningCurveError(f"{path}: no such file (is it a detectron2 output folder?)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LearningCurveError(f"{path}: not readable ({exc})") from None
+
+
 def read_metrics(path: Path) -> Dict[int, Dict[str, float]]:
     """``{iteration: {scalar: value}}`` from a ``metrics.json`` (or the folder holding one).
 
@@ -37,15 +55,8 @@ def read_metrics(path: Path) -> Dict[int, Dict[str, float]]:
         LearningCurveError: naming the file, and the line where a line is not a JSON object with an
             integer ``iteration`` and numeric values.
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / "metrics.json"
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        raise LearningCurveError(f"{path}: no such file (is it a detectron2 output folder?)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LearningCurveError(f"{path}: not readable ({exc})") from None
+    path, text = _read_output_file(path, "metrics.json")
+    lines = text.splitlines()
     rows: Dict[int, Dict[str, float]] = {}
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -101,15 +112,10 @@ def training_speed(log: Path) -> Tuple[int, float]:
     first two iterations excluded.
 
     Raises:
-        LearningCurveError: naming the file where it is missing or holds no such line.
+        LearningCurveError: naming the file where it is missing, unreadable or holds no such line.
     """
-    log = Path(log)
-    if log.is_dir():
-        log = log / "log.txt"
-    try:
-        found = _SPEED.findall(log.read_text(errors="replace"))
-    except FileNotFoundError:
-        raise LearningCurveError(f"{log}: no such file (is it a detectron2 output folder?)") from None
+    log, text = _read_output_file(log, "log.txt", errors="replace")  # a log may hold any bytes
+    found = _SPEED.findall(text)
     if not found:
         raise LearningCurveError(f"{log}: no 'Overall training speed' line (did the training end?)")
     iterations, seconds = found[-1]
