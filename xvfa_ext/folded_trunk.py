@@ -97,8 +97,9 @@ def _disagreement(out, reference, tolerance: float) -> Optional[str]:
     for got, want in pairs:
         if not torch.isfinite(got).all() and torch.isfinite(want).all():
             return "gives values that are not finite"
-        scale = float(want.abs().max()) if want.numel() else 0.0
-        if got.numel() and float((got - want).abs().max()) > tolerance * max(scale, 1e-6):
-            return (f"differs from the uncompiled one by {float((got - want).abs().max()):.3g} "
-                    f"(its values reach {scale:.3g})")
+        if not got.numel():
+            continue
+        scale, distance = float(want.abs().max()), float((got - want).abs().max())
+        if distance > tolerance * max(scale, 1e-6):
+            return f"differs from the uncompiled one by {distance:.3g} (its values reach {scale:.3g})"
     return None
