@@ -82,19 +82,37 @@ def level_positions(records) -> dict:
     return {level: float(sorted(v)[len(v) // 2]) for level, v in rows.items()}
 
 
+# How assign_levels weighs a film's found vertebrae against the dataset's levels (negative log
+# likelihoods; measured on the AASCE training films' detections, README "Levels"): a found box that
+# is no annotated vertebra, a level missed between two found ones, a box's distance from its level's
+# usual position (in median spacings between neighbouring levels), the log of the ratio of two
+# boxes' distance to their levels' usual distance, and the margin by which a box's best level must
+# beat its second best to be certain.
+FALSE_BOX_COST = 6.0
+MISSED_LEVEL_COST = 2.0
+POSITION_SIGMA = 0.5
+SPACING_SIGMA = 0.2
+CERTAIN_MARGIN = 2.0
+
+
 def assign_levels(y_centres, image_height: float, levels, positions=None):
-    """Levels for vertebrae given cranial to caudal, anchored by where each level usually lies.
+    """Levels for vertebrae given cranial to caudal, from where each level usually lies.
 
     ``levels`` are the dataset's levels, cranial to caudal; ``positions`` maps each to its usual
-    vertical position as a fraction of the image height (:func:`level_positions`). The run of found
-    vertebrae is slid along the levels (or the levels along a longer run) to the offset that fits
-    those positions best in least squares. An assignment is certain when the fit's root mean square
-    error is under a quarter of the usual spacing between neighbouring levels, so that the next
-    offset fits clearly worse; vertebrae beyond the levels get none.
-    Without positions, levels are given only when as many vertebrae as levels were found.
+    vertical position as a fraction of the image height (:func:`level_positions`). The found boxes
+    are aligned to the levels in order, as a chain: each box either takes a level below its
+    predecessor's or is a false box, and levels may be missed between two boxes. The alignment
+    minimises, by dynamic programming, the sum of each box's squared distance from its level's usual
+    position, each pair of consecutive boxes' squared log ratio of their distance to their levels'
+    usual distance (a missed vertebra leaves a gap of two), and the costs of false boxes and missed
+    levels (the constants above). A box's level is certain when the best alignment that gives the
+    box another level costs ``CERTAIN_MARGIN`` more. Without positions, levels are given only when
+    as many vertebrae as levels were found.
 
     Returns ``(level or None per vertebra, certain per vertebra)``.
     """
+    import numpy as np
+
     n, m = len(y_centres), len(levels)
     if n == 0 or m == 0:
         return [None] * n, [False] * n
@@ -102,21 +120,59 @@ def assign_levels(y_centres, image_height: float, levels, positions=None):
         if n == m:
             return list(levels), [True] * n
         return [None] * n, [False] * n
-    y = [float(v) / image_height for v in y_centres]
-    p = [positions[lv] for lv in levels]
-    spacing = sorted(b - a for a, b in zip(p, p[1:]))[(m - 1) // 2] if m > 1 else 1.0
-    if n <= m:
-        fits = [(sum((y[i] - p[s + i]) ** 2 for i in range(n)) / n, s, 0) for s in range(m - n + 1)]
-    else:
-        fits = [(sum((y[t + j] - p[j]) ** 2 for j in range(m)) / m, 0, t) for t in range(n - m + 1)]
-    cost, s, t = min(fits)
-    certain = cost ** 0.5 < spacing / 4
-    out, sure = [None] * n, [False] * n
+    y = np.asarray(y_centres, dtype=float) / float(image_height)
+    p = np.array([positions[lv] for lv in levels], dtype=float)
+    steps = np.diff(p)
+    # Usual positions from few or partly annotated films may cross: such a step counts as the median one.
+    spacing = float(np.median(steps[steps > 0])) if (steps > 0).any() else 1.0 / m
+    chain = np.concatenate([[0.0], np.cumsum(np.where(steps > 0, steps, spacing))])
+    box, level = np.arange(n), np.arange(m)
+    unary = 0.5 * ((y[:, None] - p[None, :]) / (POSITION_SIGMA * spacing)) ** 2  # (n, m)
+    # Pairwise cost of box i at level l followed by box j at level k: (n, n, m, m), inf where not j > i, k > l.
+    distance = np.maximum(y[None, :] - y[:, None], 1e-6)
+    later = level[None, :] - level[:, None]
+    usual = np.where(later > 0, chain[None, :] - chain[:, None], 1.0)
+    ratio = np.log(distance[:, :, None, None] / usual[None, None])
+    pair = (0.5 * (ratio / SPACING_SIGMA) ** 2
+            + FALSE_BOX_COST * np.maximum(box[None, :] - box[:, None] - 1, 0)[:, :, None, None]
+            + MISSED_LEVEL_COST * np.maximum(level[None, :] - level[:, None] - 1, 0)[None, None])
+    allowed = (box[:, None] < box[None, :])[:, :, None, None] & (later > 0)[None, None]
+    pair = np.where(allowed, pair, np.inf)
+    # forward[i, l]: the best chain ending with box i at level l (boxes before its first one false);
+    # backward[i, l]: the best continuation after it (boxes after its last one false), unary excluded.
+    forward, backward = np.empty((n, m)), np.empty((n, m))
+    for j in range(n):
+        best = np.full(m, FALSE_BOX_COST * j)
+        if j:
+            best = np.minimum(best, (forward[:j, :, None] + pair[:j, j]).min(axis=(0, 1)))
+        forward[j] = unary[j] + best
+    for i in range(n - 1, -1, -1):
+        best = np.full(m, FALSE_BOX_COST * (n - 1 - i))
+        if i < n - 1:
+            best = np.minimum(best, (pair[i, i + 1:] + (unary[i + 1:] + backward[i + 1:])[:, None, :]).min(axis=(0, 2)))
+        backward[i] = best
+    at_level = forward + backward  # the best alignment with box i at level l
+    # The best alignment in which box i is a false box: every box false, box i before the chain's
+    # first box, after its last, or between two of its boxes.
+    as_false = np.full(n, FALSE_BOX_COST * n)
+    starts = FALSE_BOX_COST * box[:, None] + unary + backward
+    ends = forward + FALSE_BOX_COST * (n - 1 - box)[:, None]
     for i in range(n):
-        j = s + i - t
-        if 0 <= j < m and (n <= m or t <= i < t + m):
-            out[i], sure[i] = levels[j], certain
-    return out, sure
+        candidates = [as_false[i]]
+        if i + 1 < n:
+            candidates.append(starts[i + 1:].min())
+        if i > 0:
+            candidates.append(ends[:i].min())
+        if 0 < i < n - 1:
+            over = forward[:i, :, None, None] + pair[:i, i + 1:].transpose(0, 2, 1, 3) + (unary[i + 1:] + backward[i + 1:])[None, None]
+            candidates.append(over.min())
+        as_false[i] = min(candidates)
+    best_level = at_level.argmin(axis=1)
+    is_vertebra = at_level[box, best_level] <= as_false
+    ranked = np.sort(at_level, axis=1)
+    margin = ranked[:, 1] - ranked[:, 0] if m > 1 else np.full(n, np.inf)
+    out = [levels[int(k)] if v else None for k, v in zip(best_level, is_vertebra)]
+    return out, [bool(v and g > CERTAIN_MARGIN) for v, g in zip(is_vertebra, margin)]
 
 
 def levels_by_position(boxes, image_height: float, metadata=None):
