@@ -12,6 +12,7 @@ import pytest
 from conftest import requires_detectron2
 from synthetic_dicom import write_dicom
 from xvfa_ext.gsq import GRADES
+from xvfa_ext.layout import VERTEBRA_LEVELS
 from xvfa_ext.synthetic import SyntheticConfig, generate_image, image_seed
 
 pytestmark = requires_detectron2
@@ -49,8 +50,10 @@ def test_predict_reports_dicom_and_names_the_corrupt_file(tmp_path):
     for stem in ("scan0", "scan1", "scan"):
         assert cv2.imread(str(out / f"{stem}.png")) is not None
         report = json.loads((out / f"{stem}.json").read_text(), parse_constant=_no_nan)
-        assert len(report["vertebrae"]) == 13 and report["levels"].startswith("cranial to caudal, anchored to the dataset's levels T4-L4")
-        assert [v["level"] for v in report["vertebrae"]][:2] == ["T4", "T5"]
+        assert len(report["vertebrae"]) == 13 and report["levels"].startswith("cranial to caudal, aligned to the dataset's levels T4-L4")
+        # Random weights place the boxes anywhere: the levels given are the dataset's, each once, in order.
+        named = [v["level"] for v in report["vertebrae"] if v["level"] is not None]
+        assert named and named == sorted(set(named), key=VERTEBRA_LEVELS.index)
         assert all(isinstance(v["level_certain"], bool) for v in report["vertebrae"])
         assert set(report["patient"]) == {"vertebrae", "worst_grade", "moderate_or_severe", "screening_positive"}
         v = report["vertebrae"][0]

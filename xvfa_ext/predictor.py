@@ -268,8 +268,9 @@ class VFAPredictor:
                       "weights": self.bundle["sources"].get("weights")},
             "screening": self.rule,
             "levels": (
-                f"cranial to caudal, anchored to the dataset's levels {names[0]}-{names[-1]} by their usual position; "
-                "level_certain is false where the fit is off by a quarter level or more" if names else None
+                f"cranial to caudal, aligned to the dataset's levels {names[0]}-{names[-1]} by their usual positions and "
+                "spacing (a box that fits none has no level); level_certain is false where another level fits nearly "
+                "as well" if names else None
             ),
             "grades": "grade, morphology and shape: eq. 7's combined probabilities; gsq_grade, gsq_morphology and "
                       "gsq_shape: crisp GSQ of the keypoints, which the explanation describes",
