@@ -138,41 +138,37 @@ def assign_levels(y_centres, image_height: float, levels, positions=None):
             + MISSED_LEVEL_COST * np.maximum(level[None, :] - level[:, None] - 1, 0)[None, None])
     allowed = (box[:, None] < box[None, :])[:, :, None, None] & (later > 0)[None, None]
     pair = np.where(allowed, pair, np.inf)
-    # forward[i, l]: the best chain ending with box i at level l (boxes before its first one false);
+    # forward[i, l]: the best chain ending with box i at level l (boxes before its first one false),
+    # came_from[i, l] its previous box and level, or -1 where box i is the chain's first;
     # backward[i, l]: the best continuation after it (boxes after its last one false), unary excluded.
     forward, backward = np.empty((n, m)), np.empty((n, m))
+    came_from = np.full((n, m), -1)
     for j in range(n):
         best = np.full(m, FALSE_BOX_COST * j)
         if j:
-            best = np.minimum(best, (forward[:j, :, None] + pair[:j, j]).min(axis=(0, 1)))
+            through = (forward[:j, :, None] + pair[:j, j]).reshape(j * m, m)
+            previous = through.argmin(axis=0)
+            better = through[previous, level] < best
+            best = np.where(better, through[previous, level], best)
+            came_from[j] = np.where(better, previous, -1)
         forward[j] = unary[j] + best
     for i in range(n - 1, -1, -1):
         best = np.full(m, FALSE_BOX_COST * (n - 1 - i))
         if i < n - 1:
             best = np.minimum(best, (pair[i, i + 1:] + (unary[i + 1:] + backward[i + 1:])[:, None, :]).min(axis=(0, 2)))
         backward[i] = best
-    at_level = forward + backward  # the best alignment with box i at level l
-    # The best alignment in which box i is a false box: every box false, box i before the chain's
-    # first box, after its last, or between two of its boxes.
-    as_false = np.full(n, FALSE_BOX_COST * n)
-    starts = FALSE_BOX_COST * box[:, None] + unary + backward
+    chosen = np.full(n, -1)  # each box's level index on the best alignment, -1 for a false box
     ends = forward + FALSE_BOX_COST * (n - 1 - box)[:, None]
-    for i in range(n):
-        candidates = [as_false[i]]
-        if i + 1 < n:
-            candidates.append(starts[i + 1:].min())
-        if i > 0:
-            candidates.append(ends[:i].min())
-        if 0 < i < n - 1:
-            over = forward[:i, :, None, None] + pair[:i, i + 1:].transpose(0, 2, 1, 3) + (unary[i + 1:] + backward[i + 1:])[None, None]
-            candidates.append(over.min())
-        as_false[i] = min(candidates)
-    best_level = at_level.argmin(axis=1)
-    is_vertebra = at_level[box, best_level] <= as_false
-    ranked = np.sort(at_level, axis=1)
-    margin = ranked[:, 1] - ranked[:, 0] if m > 1 else np.full(n, np.inf)
-    out = [levels[int(k)] if v else None for k, v in zip(best_level, is_vertebra)]
-    return out, [bool(v and g > CERTAIN_MARGIN) for v, g in zip(is_vertebra, margin)]
+    state = int(ends.argmin()) if ends.min() < FALSE_BOX_COST * n else -1
+    while state >= 0:
+        chosen[state // m] = state % m
+        state = int(came_from[state // m, state % m])
+    # A box's level is certain when every alignment that gives it another level costs CERTAIN_MARGIN
+    # more than the best one.
+    at_level = forward + backward
+    others = np.where(level[None, :] == chosen[:, None], np.inf, at_level).min(axis=1)
+    sure = (chosen >= 0) & (others - ends.min() > CERTAIN_MARGIN)
+    return [levels[k] if k >= 0 else None for k in chosen], sure.tolist()
 
 
 def levels_by_position(boxes, image_height: float, metadata=None):
