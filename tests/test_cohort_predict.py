@@ -115,7 +115,8 @@ def test_one_and_two_processes_with_dicom_in_and_out(cohort, tmp_path):
     groups = sr.content.get_planar_roi_measurement_groups()
     assert len(groups) == len(dicom["vertebrae"]) == 13
     for group, v in zip(groups, dicom["vertebrae"]):
-        assert str(group.tracking_identifier) == f"vertebra {v['index']} {v['level']}"
+        level = v["level"] or "unknown"  # random weights: a box may fit no level
+        assert str(group.tracking_identifier) == f"vertebra {v['index']} {level}"
         values = {m.name.meaning: (m.value, m.unit.value) for m in group.get_measurements()}
         for name in ("anterior", "middle", "posterior"):
             assert values[f"{name} vertebral height"] == (pytest.approx(v["heights_mm"][name]), "mm")
@@ -123,7 +124,7 @@ def test_one_and_two_processes_with_dicom_in_and_out(cohort, tmp_path):
         assert values["Probability of severe grade"][0] == pytest.approx(v["grade_probabilities"]["combined"]["severe"])
         evaluations = {q.name.meaning: q.value.value for q in group.get_qualitative_evaluations()}
         assert evaluations == {"Genant semiquantitative grade": v["grade"], "Vertebral morphology": v["morphology"]}
-        assert group.finding_sites[0].value.meaning == f"Vertebra {v['level']}"
+        assert group.finding_sites[0].value.meaning == f"Vertebra {level}"
         comments = [c.TextValue for c in group[0].ContentSequence if c.ValueType == "TEXT" and c.ConceptNameCodeSequence[0].CodeMeaning == "Comment"]
         assert comments == [v["explanation"]]
         outline = np.asarray(group.roi.value).reshape(-1, 2)

@@ -50,7 +50,7 @@ def test_spreadsheet_to_trained_model_predictions_and_regrade(tmp_path):
     reports = sorted(p for p in (tmp_path / "pred").glob("*.json") if p.name not in ("summary.json", "studies.json"))
     assert len(reports) == 2 and (tmp_path / "pred" / "vertebrae.csv").is_file()
     report = json.loads(reports[0].read_text())
-    assert report["levels"].startswith("cranial to caudal, anchored to the dataset's levels T1-L1")
+    assert report["levels"].startswith("cranial to caudal, aligned to the dataset's levels T1-L1")
     assert all(v["level"] is None or v["level"] in {r[1] for r in rows} for v in report["vertebrae"])
 
     # A reader moves the points of the report's vertebrae (here onto the annotated ones) and re-grades it.
