@@ -130,13 +130,14 @@ def assign_levels(y_centres, image_height: float, levels, positions=None):
     unary = 0.5 * ((y[:, None] - p[None, :]) / (POSITION_SIGMA * spacing)) ** 2  # (n, m)
     # Pairwise cost of box i at level l followed by box j at level k: (n, n, m, m), inf where not j > i, k > l.
     distance = np.maximum(y[None, :] - y[:, None], 1e-6)
-    later = level[None, :] - level[:, None]
+    after = box[None, :] - box[:, None]  # how many boxes j lies below i
+    later = level[None, :] - level[:, None]  # how many levels k lies below l
     usual = np.where(later > 0, chain[None, :] - chain[:, None], 1.0)
     ratio = np.log(distance[:, :, None, None] / usual[None, None])
     pair = (0.5 * (ratio / SPACING_SIGMA) ** 2
-            + FALSE_BOX_COST * np.maximum(box[None, :] - box[:, None] - 1, 0)[:, :, None, None]
-            + MISSED_LEVEL_COST * np.maximum(level[None, :] - level[:, None] - 1, 0)[None, None])
-    allowed = (box[:, None] < box[None, :])[:, :, None, None] & (later > 0)[None, None]
+            + FALSE_BOX_COST * np.maximum(after - 1, 0)[:, :, None, None]
+            + MISSED_LEVEL_COST * np.maximum(later - 1, 0)[None, None])
+    allowed = (after > 0)[:, :, None, None] & (later > 0)[None, None]
     pair = np.where(allowed, pair, np.inf)
     # forward[i, l]: the best chain ending with box i at level l (boxes before its first one false),
     # came_from[i, l] its previous box and level, or -1 where box i is the chain's first;
