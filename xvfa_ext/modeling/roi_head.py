@@ -7,7 +7,7 @@ from detectron2.structures import Boxes, ImageList, Instances
 from detectron2.utils.events import get_event_storage
 from torch import nn
 
-from ..crops import crop_vertebrae, enlarge_boxes, from_crop, jitter_boxes, to_crop
+from ..crops import boxes_around_points, crop_vertebrae, enlarge_boxes, from_crop, jitter_boxes, to_crop
 from ..layout import flip_indices
 from ..prediction_fields import HEAD_FIELDS
 from ..refine import KeypointRefiner
@@ -48,6 +48,13 @@ class VertebraROIHead(nn.Module):
     cut from the same image (:class:`xvfa_ext.refine.KeypointRefiner`). The refined points are the
     head's keypoints: the density, GSQ and every output read them.
 
+    ``recrop_padding`` (a fraction; None, off, by default) looks at each vertebra twice at
+    inference: the fine stage runs on the given box, then once more on the box around its keypoints
+    padded by that fraction of their extent, as the annotations pad their boxes (0.1 for
+    ``datasets/convert_points.py`` and the synthetic data). A detector's loose or shifted box then
+    becomes the kind of box the fine stage trained on, and every output comes from the second look.
+    The output boxes stay the given ones.
+
     The classification terms of eq. 8 (GSQ-guided and image) are off for the first
     ``classification_warmup_iters`` iterations and ramp up linearly over as many again: from random
     initialisation they would otherwise shape the shared ResNet-18 before it has learned to tell
@@ -67,8 +74,12 @@ class VertebraROIHead(nn.Module):
         test_flip: Optional[str] = None,
         refine_patch: Optional[int] = None,
         refine_fraction: float = 0.4,
+        recrop_padding: Optional[float] = None,
     ):
         super().__init__()
+        if recrop_padding is not None and recrop_padding < 0:
+            raise ValueError(f"recrop_padding must be non-negative or None, got {recrop_padding}")
+        self.recrop_padding = recrop_padding
         self.refiner = KeypointRefiner(refine_patch, refine_fraction) if refine_patch is not None else None
         self.test_flip = flip_indices(test_flip) if test_flip is not None else None
         self.head = head
@@ -140,14 +151,31 @@ class VertebraROIHead(nn.Module):
             return 1.0
         return min(1.0, max(0.0, (iteration + 1 - warmup) / warmup))
 
+    def _look(self, images: ImageList, boxes: List[torch.Tensor]):
+        """The head's outputs on crops of ``boxes`` enlarged to the training crops' mean context, and
+        those crops' boxes ``(N, 4)`` in image pixels."""
+        crops, flat, batch_index = self._crops(images, self._context_boxes(images, boxes))
+        outputs = self.head(crops, flat[:, 2:] - flat[:, :2], self.test_flip, self._refine(images, flat, batch_index))
+        return outputs, flat
+
+    def _keypoint_boxes(self, boxes: List[torch.Tensor], outputs, flat: torch.Tensor) -> List[torch.Tensor]:
+        """Per image, the box around each vertebra's first-look keypoints, padded by ``recrop_padding``;
+        the given box where the keypoints span under a pixel on an axis."""
+        given = torch.cat(boxes)
+        around = boxes_around_points(from_crop(outputs["mu"], flat), self.recrop_padding)
+        wide = ((around[:, 2:] - around[:, :2]) >= 1).all(dim=1, keepdim=True)
+        chosen = torch.where(wide, around, given)
+        return list(chosen.split([len(b) for b in boxes]))
+
     def forward(self, images: ImageList, boxes: List[torch.Tensor], scores: Optional[List[torch.Tensor]] = None) -> List[Instances]:
         """Per image, ``Instances`` in the pixels of ``images`` with keypoints, intervals and GSQ results."""
         if scores is None:
             scores = [torch.ones(len(b), device=b.device) for b in boxes]
         results = [Instances(size) for size in images.image_sizes]
         counts = [len(b) for b in boxes]
-        crops, flat, batch_index = self._crops(images, self._context_boxes(images, boxes))
-        outputs = self.head(crops, flat[:, 2:] - flat[:, :2], self.test_flip, self._refine(images, flat, batch_index))
+        outputs, flat = self._look(images, boxes)
+        if self.recrop_padding is not None:
+            outputs, flat = self._look(images, self._keypoint_boxes(boxes, outputs, flat))
         u = self.head.uncertainty(outputs, flat, self.alpha, self.num_samples)
         keypoints = from_crop(outputs["mu"], flat)
         eps_levels = interval_radii(u.samples, keypoints, COVERAGE_LEVELS)
