@@ -148,3 +148,20 @@ def test_the_evaluator_reports_how_matched_boxes_sit():
     assert placement["median_centre_offset_of_height"] == pytest.approx(0.1)
     assert placement["p90_centre_offset_of_height"] == pytest.approx(np.percentile([0.1, 0.25, 0.1], 90))
     assert _box_placement(rows[3:]) == {}
+
+
+@requires_detectron2
+def test_the_keypoint_error_is_reported_by_the_box_iou_of_the_match():
+    from xvfa_ext.evaluation.vfa_evaluator import _error_by_box_iou
+
+    true = np.array([vertebra(100, 100, 100, y=150 * i) for i in range(4)], dtype=float)
+    pred = true.copy()
+    pred[0, :, 1] += 10  # 0.1 of the 100 px posterior height, at IoU 0.55
+    pred[1, :, 1] += 30  # 0.3, at IoU 0.65
+    pred[2, :, 1] += 20  # 0.2, at IoU 0.68
+    matched = [{"box_iou": iou} for iou in (0.55, 0.65, 0.68, 1.0)]  # the last exact, in the top band
+    bands = _error_by_box_iou(matched, pred, true, np.ones((4, 6), dtype=bool))
+    assert list(bands) == ["0.0-0.6", "0.6-0.7", "0.9-1.0"]
+    assert bands["0.0-0.6"]["vertebrae"] == 1 and bands["0.0-0.6"]["mean"] == pytest.approx(0.1)
+    assert bands["0.6-0.7"]["vertebrae"] == 2 and bands["0.6-0.7"]["mean"] == pytest.approx(0.25)
+    assert bands["0.9-1.0"]["mean"] == pytest.approx(0.0)

@@ -202,6 +202,7 @@ class VFAEvaluator(DatasetEvaluator):
             visible = np.array([r["visible"] for r in matched])
             report["keypoint_error"] = keypoint_error(pred, true, visible)
             report["keypoint_error"]["relative_to_posterior_height"] = relative_keypoint_error(pred, true, visible)
+            report["keypoint_error"]["relative_by_box_iou"] = _error_by_box_iou(matched, pred, true, visible)
             # The matched vertebrae are read ones: their annotated d is the ceiling's, computed once.
             found = np.array([r["matched"] for r in scored]) & annotated["valid"]
             predicted = np.array([r["prediction"]["reduction"] if r["matched"] else 0.0 for r in scored])
@@ -215,6 +216,23 @@ class VFAEvaluator(DatasetEvaluator):
                 for a in COVERAGE_LEVELS
             }
         return report
+
+
+# Bands of a match's box IoU for the keypoint error by box: the first from any matching threshold, the last holds 1.0.
+BOX_IOU_BANDS = (0.0, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def _error_by_box_iou(matched: List[Dict], pred: np.ndarray, true: np.ndarray, visible: np.ndarray) -> Dict:
+    """The keypoint error relative to the posterior height (:func:`relative_keypoint_error`) of the
+    matched vertebrae in each band of their box's IoU with the annotated box: how much a looser box
+    costs the fine stage. Bands without a vertebra are left out."""
+    iou = np.array([r["box_iou"] for r in matched], dtype=float)
+    bands = {}
+    for k, (lo, hi) in enumerate(zip(BOX_IOU_BANDS[:-1], BOX_IOU_BANDS[1:])):
+        inside = (iou >= lo) & ((iou < hi) | (k == len(BOX_IOU_BANDS) - 2))
+        if inside.any():
+            bands[f"{lo:.1f}-{hi:.1f}"] = dict(vertebrae=int(inside.sum()), **relative_keypoint_error(pred[inside], true[inside], visible[inside]))
+    return bands
 
 
 def _box_placement(rows: List[Dict]) -> Dict:
