@@ -68,6 +68,9 @@ model = L(XVFA)(
         # the patch's pixels, e.g. 32, with refine_fraction of the crop box's height on a side.
         refine_patch=None,
         refine_fraction=0.4,
+        # A second look at each found vertebra on the box around its first keypoints, padded as the
+        # annotations pad theirs (0.1), or None: README, "A second look".
+        recrop_padding=None,
     ),
     train_detector=True,
     train_fine=True,
