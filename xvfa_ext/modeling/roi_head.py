@@ -51,9 +51,9 @@ class VertebraROIHead(nn.Module):
     ``recrop_padding`` (a fraction; None, off, by default) looks at each vertebra twice at
     inference: the fine stage runs on the given box, then once more on the box around its keypoints
     padded by that fraction of their extent, as the annotations pad their boxes (0.1 for
-    ``datasets/convert_points.py`` and the synthetic data). A detector's loose or shifted box then
-    becomes the kind of box the fine stage trained on, and every output comes from the second look.
-    The output boxes stay the given ones.
+    ``datasets/convert_points.py`` and the synthetic data): a loose or shifted box from a detector
+    is replaced by one like the annotated boxes the fine stage trained on. Every output comes from
+    the second look; the output boxes stay the given ones. What it measured: README, "A second look".
 
     The classification terms of eq. 8 (GSQ-guided and image) are off for the first
     ``classification_warmup_iters`` iterations and ramp up linearly over as many again: from random
