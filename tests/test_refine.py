@@ -7,9 +7,11 @@ from conftest import requires_detectron2
 from xvfa_ext.refine import KeypointRefiner
 
 
-def _spots(n: int, size: int = 96, generator=None):
-    """Images (n, 1, size, size) of six bright spots on a random background, and the spots' centres."""
-    centres = 20 + torch.rand(n, 6, 2, generator=generator) * (size - 40)
+def _spots(n: int, size: int = 96, generator=None, centres=None):
+    """Images (n, 1, size, size) of six bright spots on a random background, and the spots' centres
+    (random, or the ``(n, 6, 2)`` given)."""
+    if centres is None:
+        centres = 20 + torch.rand(n, 6, 2, generator=generator) * (size - 40)
     ys, xs = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
     images = 0.3 * torch.rand(n, 1, size, size, generator=generator)
     for i in range(n):
@@ -31,7 +33,9 @@ def test_an_untrained_refiner_returns_the_points_it_is_given():
 
 def test_patches_are_centred_and_standardised():
     refiner = KeypointRefiner(patch_size=16, patch_fraction=0.5)
-    images, centres = _spots(1)
+    # Spots 28-50 px apart, each patch 20 px on a side: no spot reaches another's patch.
+    centres = torch.tensor([[[20.3, 20.7], [48.6, 21.2], [76.1, 19.8], [21.4, 70.5], [49.2, 71.9], [75.7, 70.1]]])
+    images, centres = _spots(1, centres=centres)
     patches = refiner.patches(images, centres, torch.zeros(1, dtype=torch.long), torch.tensor([40.0]))
     assert patches.shape == (6, 1, 16, 16)
     torch.testing.assert_close(patches.mean((1, 2, 3)), torch.zeros(6), atol=1e-5, rtol=0)
