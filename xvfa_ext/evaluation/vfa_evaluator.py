@@ -226,10 +226,10 @@ def _error_by_box_iou(matched: List[Dict], pred: np.ndarray, true: np.ndarray, v
     """The keypoint error relative to the posterior height (:func:`relative_keypoint_error`) of the
     matched vertebrae in each band of their box's IoU with the annotated box: how much a looser box
     costs the fine stage. Bands without a vertebra are left out."""
-    iou = np.array([r["box_iou"] for r in matched], dtype=float)
+    band = np.digitize([r["box_iou"] for r in matched], BOX_IOU_BANDS[1:-1])  # IoU 1.0 in the last band
     bands = {}
     for k, (lo, hi) in enumerate(zip(BOX_IOU_BANDS[:-1], BOX_IOU_BANDS[1:])):
-        inside = (iou >= lo) & ((iou < hi) | (k == len(BOX_IOU_BANDS) - 2))
+        inside = band == k
         if inside.any():
             bands[f"{lo:.1f}-{hi:.1f}"] = dict(vertebrae=int(inside.sum()), **relative_keypoint_error(pred[inside], true[inside], visible[inside]))
     return bands
