@@ -142,6 +142,35 @@ def test_vfa_evaluator_scores_a_grade_detector_by_its_boxes_alone():
     p = np.array([probs[d["image_id"]] for d in dicts]).reshape(-1, 4)
     auc = report["screening"]["vertebra"]["grade"]["normal_mild_vs_moderate_severe"]["auc"]
     assert auc == pytest.approx(roc_auc_score(grades >= 2, p[:, 2:].sum(1)))
+    # Every vertebra found: nothing to score apart.
+    assert "screening_of_found" not in report
+
+    # One vertebra of each film found (a's and c's first, b's second), the other box elsewhere.
+    evaluator.reset()
+    found = {0: 0, 1: 1, 2: 0}
+    for d in dicts:
+        boxes = [[0.0, 0, 5, 5], [90, 390, 100, 400]]
+        boxes[found[d["image_id"]]] = d["annotations"][found[d["image_id"]]]["bbox"]
+        inst = Instances((400, 100))
+        inst.pred_boxes = D2Boxes(torch.tensor(boxes))
+        inst.scores = torch.tensor([0.9, 0.8])
+        inst.pred_classes = torch.zeros(2, dtype=torch.int64)
+        inst.grade_probs = torch.tensor(probs[d["image_id"]])
+        evaluator.process([{"image_id": d["image_id"]}], [{"instances": inst}])
+    partly = evaluator._report(evaluator._rows, 3, len(dicts), evaluator._scores)
+    assert partly["detection"]["recall"] == 0.5 and partly["screening_of_found"]["count"] == 3
+    g = np.array([dicts[i]["annotations"][k]["grade"] for i, k in found.items()])  # 0, 3 and 0
+    q = np.array([probs[i][k] for i, k in found.items()])
+    of_found = partly["screening_of_found"]["scores"]["box"]
+    for task, first in (("normal_vs_fracture", 1), ("normal_mild_vs_moderate_severe", 2)):
+        assert of_found[task]["auc"] == pytest.approx(roc_auc_score(g >= first, q[:, first:].sum(1)))
+    # The missed moderate vertebra of a counts as certain normal in the main block: it ranks below
+    # two found normal ones and ties two missed ones, (1 + 1/4) / 2; found, the severe one ranks first.
+    everyone = partly["screening"]["vertebra"]["grade"]["normal_mild_vs_moderate_severe"]
+    assert everyone["positives"] == 2 and of_found["normal_mild_vs_moderate_severe"]["positives"] == 1
+    assert everyone["auc"] == pytest.approx(0.625) and of_found["normal_mild_vs_moderate_severe"]["auc"] == 1.0
+    flat = evaluator.evaluate()["vfa"]
+    assert flat["vertebra/normal_mild_vs_moderate_severe/auc_of_found"] == of_found["normal_mild_vs_moderate_severe"]["auc"]
 
 
 @requires_detectron2

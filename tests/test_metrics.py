@@ -5,6 +5,7 @@ import pytest
 
 from xvfa_ext.metrics import (
     binary_screening,
+    endplate_tilt,
     grade_scores,
     interval_coverage,
     keypoint_error,
@@ -154,3 +155,17 @@ def test_reading_noise_ceiling_remakes_middles_from_corners_and_refuses_bad_inpu
     squares[:, 5, 1] = squares[:, 3, 1]  # every vertebra normal: the AUC is undefined, not NaN
     squares[:, 4, 1] = squares[:, 3, 1]
     assert reading_noise_ceiling(squares, 0.0, draws=2)["auc"] == {"mean": None, "std": None}
+
+
+def test_endplate_tilt_is_the_turn_from_the_horizontal_either_way():
+    # A vertebra 40 px wide and 100 px tall, turned about its corner.
+    points = np.array([[0, 0], [20, 0], [40, 0], [0, 100], [20, 100], [40, 100]], dtype=float)
+    turns = np.array([0.0, 30.0, -30.0, 75.0, 150.0, -90.0])
+    t = np.radians(turns)
+    rotation = np.stack([np.stack([np.cos(t), -np.sin(t)], -1), np.stack([np.sin(t), np.cos(t)], -1)], -2)  # (N, 2, 2)
+    turned = np.einsum("nij,kj->nki", rotation, points)
+    assert endplate_tilt(turned) == pytest.approx([0.0, 30.0, 30.0, 75.0, 30.0, 90.0])
+    # A wedge whose lower endplate slants by 27 degrees: the direction of the two endplates summed.
+    wedge = points.copy()
+    wedge[5] = [40, 80]
+    assert endplate_tilt(wedge[None])[0] == pytest.approx(np.degrees(np.arctan2(20, 80)))

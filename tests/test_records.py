@@ -165,3 +165,23 @@ def test_the_keypoint_error_is_reported_by_the_box_iou_of_the_match():
     assert bands["0.0-0.6"]["vertebrae"] == 1 and bands["0.0-0.6"]["mean"] == pytest.approx(0.1)
     assert bands["0.6-0.7"]["vertebrae"] == 2 and bands["0.6-0.7"]["mean"] == pytest.approx(0.25)
     assert bands["0.9-1.0"]["mean"] == pytest.approx(0.0)
+
+
+@requires_detectron2
+def test_the_recall_is_reported_by_the_tilt_of_the_vertebra():
+    from xvfa_ext.evaluation.vfa_evaluator import _recall_by_tilt
+
+    def turned(degrees):
+        t = np.radians(degrees)
+        rotation = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+        return (np.array(vertebra(100, 100, 100)) @ rotation.T).tolist()
+
+    rows = [{"keypoints": turned(t), "visible": [True] * 6, "matched": m}
+            for t, m in ((0, True), (5, False), (-25, True), (25, False), (35, True), (-40, True))]
+    rows.append({"keypoints": turned(50), "visible": [False] + [True] * 5, "matched": False})  # no tilt: left out
+    bands = _recall_by_tilt(rows)["recall_by_tilt"]
+    assert list(bands) == ["0-10", "20-30", "30-90"]
+    assert bands["0-10"] == {"vertebrae": 2, "recall": 0.5}
+    assert bands["20-30"] == {"vertebrae": 2, "recall": 0.5}
+    assert bands["30-90"] == {"vertebrae": 2, "recall": 1.0}
+    assert _recall_by_tilt(rows[-1:]) == {}

@@ -218,6 +218,21 @@ def relative_keypoint_error(pred: np.ndarray, true: np.ndarray, visible: Optiona
     return {"count": int(vis.sum()), "mean": float(relative[vis].mean()), "median": float(np.median(relative[vis]))}
 
 
+def endplate_tilt(keypoints: np.ndarray) -> np.ndarray:
+    """How far each vertebra is turned in the image plane, in degrees from the horizontal (0-90).
+
+    Args:
+        keypoints: ``(N, 6, 2)`` points in the order of docs/gsq.md.
+
+    Returns:
+        ``(N,)`` the angle of the sum of the two endplates' posterior-to-anterior vectors, folded to
+        0-90 degrees: a vertebra tilted either way by 30 degrees gives 30.
+    """
+    k = np.asarray(keypoints, dtype=float).reshape(-1, 6, 2)
+    direction = (k[:, 2] - k[:, 0]) + (k[:, 5] - k[:, 3])
+    return np.degrees(np.arctan2(np.abs(direction[:, 1]), np.abs(direction[:, 0])))
+
+
 def reduction_agreement(predicted: Sequence[float], annotated: Sequence[float]) -> Dict:
     """Least-squares slope, intercept and Pearson correlation of the predicted height reduction
     ``d`` against the annotated one (scipy.stats.linregress). A slope well below 1 says the

@@ -18,10 +18,11 @@ from torchvision.ops import box_iou
 from ..data import dataset_levels
 from ..files import write_atomic
 from ..layout import levels_by_position
-from ..gsq import GRADES, morphometry
+from ..gsq import GRADES, INVALID, morphometry
 from ..metrics import (
     SCORES,
     SCREENING_METRICS,
+    endplate_tilt,
     grade_screening,
     interval_coverage,
     keypoint_error,
@@ -63,6 +64,11 @@ class VFAEvaluator(DatasetEvaluator):
     anchored to the levels and usual positions of ``level_dataset`` (the training data; by default the
     evaluated one): ``detection.level_accuracy`` is the share of matched vertebrae whose level is the
     annotated one.
+
+    Where the detector missed some vertebrae, ``screening_of_found`` scores the grade tasks on the
+    found ones alone (``vertebra/<task>/auc_of_found`` for the headline score), and
+    ``detection.recall_by_tilt`` gives the recall by how far the annotated vertebrae are turned
+    (:data:`TILT_BANDS`): what the misses cost the screening, and which vertebrae they are.
     """
 
     def __init__(
@@ -165,6 +171,7 @@ class VFAEvaluator(DatasetEvaluator):
                 "missed_by_grade": [sum(not r["matched"] and r["grade"] == g for r in rows) for g in range(len(GRADES))],
                 **_box_placement(rows),
                 **_level_accuracy(rows),
+                **_recall_by_tilt(rows),
             },
         }
         # A detector of grades (no keypoints) has its one score; XVFA has the three of SCORES.
@@ -186,6 +193,18 @@ class VFAEvaluator(DatasetEvaluator):
                     if name != headline
                 },
             )
+            graded = [r for r in scored if r["grade"] != INVALID and r["morphology"] != INVALID]
+            found = [r for r in graded if r["matched"]]
+            if found and len(found) < len(graded):
+                # The same tasks on the found vertebrae alone: what the misses, each counted as
+                # certain normal, take from the scores above.
+                report["screening_of_found"] = {
+                    "count": len(found),
+                    "scores": {
+                        name: grade_screening([r["grade"] for r in found], per_task)["vertebra"]
+                        for name, per_task in screening_score_arrays([r["prediction"] for r in found], scores).items()
+                    },
+                }
             annotated = _annotated_reduction(scored)
             read = annotated["valid"]
             report["ceiling"] = dict(
@@ -233,6 +252,29 @@ def _error_by_box_iou(matched: List[Dict], pred: np.ndarray, true: np.ndarray, v
         if inside.any():
             bands[f"{lo:.1f}-{hi:.1f}"] = dict(vertebrae=int(inside.sum()), **relative_keypoint_error(pred[inside], true[inside], visible[inside]))
     return bands
+
+
+# Bands of an annotated vertebra's tilt in degrees (:func:`~xvfa_ext.metrics.endplate_tilt`) for the recall by tilt.
+TILT_BANDS = (0.0, 10.0, 20.0, 30.0, 90.0)
+# The four corners that give a vertebra's tilt: both endplates' posterior and anterior points.
+_CORNERS = (0, 2, 3, 5)
+
+
+def _recall_by_tilt(rows: List[Dict]) -> Dict:
+    """The recall in each band of the annotated vertebrae's tilt: a tilted vertebra's axis-aligned
+    box is wider and overlaps its neighbours'. Vertebrae without their four corners annotated are
+    left out, and bands without a vertebra."""
+    tilted = [r for r in rows if all(r["visible"][k] for k in _CORNERS)]
+    if not tilted:
+        return {}
+    band = np.digitize(endplate_tilt(np.array([r["keypoints"] for r in tilted])), TILT_BANDS[1:-1])
+    found = np.array([r["matched"] for r in tilted])
+    bands = {}
+    for k, (lo, hi) in enumerate(zip(TILT_BANDS[:-1], TILT_BANDS[1:])):
+        inside = band == k
+        if inside.any():
+            bands[f"{lo:g}-{hi:g}"] = {"vertebrae": int(inside.sum()), "recall": float(found[inside].mean())}
+    return {"recall_by_tilt": bands}
 
 
 def _box_placement(rows: List[Dict]) -> Dict:
@@ -297,6 +339,10 @@ def _flatten(report: Dict) -> "OrderedDict[str, float]":
             for metric in SCREENING_METRICS:
                 if values[metric] is not None:
                     flat[f"{prefix}{level}/{task}/{metric}{suffix}"] = values[metric]
+    headline = report.get("scores", {}).get("headline")
+    for task, values in report.get("screening_of_found", {}).get("scores", {}).get(headline, {}).items():
+        if values["auc"] is not None:
+            flat[f"vertebra/{task}/auc_of_found"] = values["auc"]
     for name, values in screening.get("vertebra", {}).get("morphology", {}).items():
         if values["auc"] is not None:
             flat[f"vertebra/{name}_vs_rest/auc"] = values["auc"]
