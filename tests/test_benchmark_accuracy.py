@@ -33,6 +33,15 @@ def test_two_stage_schedule_table(tmp_path):
     assert f"| end to end | {recall:.3f} |" in table
     for score in ("sampled_mean", "combined", "reduction", "annotated d"):
         assert f"| {score} |" in table
+    # The found vertebrae get their own rows where some, not all, were found.
+    of_found = end_to_end.get("screening_of_found", {}).get("scores", {})
+    rows = json.loads((out / "end_to_end" / "vfa_predictions.json").read_text())
+    graded = [r for r in rows if not r["imputed"] and r["grade"] != -1 and r["morphology"] != -1]
+    assert (0 < sum(r["matched"] for r in graded) < len(graded)) == bool(of_found)
+    for score, per_task in of_found.items():
+        auc = per_task["normal_vs_fracture"]["auc"]
+        assert f"| end to end, found vertebrae only | {score} | {'-' if auc is None else f'{auc:.3f}'} |" in table
+    assert ("found vertebrae only" in table) == bool(of_found)
     ceiling = end_to_end["ceiling"]["vertebra"]["normal_vs_fracture"]["auc"]
     assert f"| ceiling | annotated d | {ceiling:.3f} |" in table
     for stage in ("detector", "fine", "combine", "end_to_end"):
@@ -56,3 +65,27 @@ def test_a_failed_stage_names_its_log(tmp_path):
     assert result.returncode != 0
     assert f"see {out / 'detector' / 'log.txt'}" in result.stderr
     assert not (out / "table.md").exists()
+
+
+def test_the_table_scores_the_found_vertebrae_apart_where_some_were_missed():
+    import importlib.util
+
+    from xvfa_ext.metrics import GRADE_TASKS, SCORES
+
+    spec = importlib.util.spec_from_file_location("benchmark_accuracy", ROOT / "tools" / "benchmark_accuracy.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    def tasks(auc):
+        return {t: {"auc": auc, "sensitivity": 0.5, "specificity": 0.5} for t in GRADE_TASKS}
+
+    def metrics(auc):
+        return {"alpha": 0.9, "detection": {"recall": 0.8}, "ceiling": {"vertebra": tasks(1.0)},
+                "screening": {"vertebra": {"grade": tasks(auc)}, "scores": {s: {"vertebra": tasks(auc)} for s in SCORES}}}
+
+    missed = dict(metrics(0.6), screening_of_found={"count": 8, "scores": {s: tasks(0.9) for s in SCORES}})
+    text = bench.table(metrics(0.7), missed, {"end_to_end": 60.0})
+    for score in SCORES:
+        assert f"| end to end | {score} | 0.600 |" in text
+        assert f"| end to end, found vertebrae only | {score} | 0.900 |" in text
+    assert "found vertebrae only" not in bench.table(metrics(0.7), metrics(0.6), {"end_to_end": 60.0})
