@@ -245,13 +245,20 @@ def _error_by_box_iou(matched: List[Dict], pred: np.ndarray, true: np.ndarray, v
     """The keypoint error relative to the posterior height (:func:`relative_keypoint_error`) of the
     matched vertebrae in each band of their box's IoU with the annotated box: how much a looser box
     costs the fine stage. Bands without a vertebra are left out."""
-    band = np.digitize([r["box_iou"] for r in matched], BOX_IOU_BANDS[1:-1])  # IoU 1.0 in the last band
-    bands = {}
-    for k, (lo, hi) in enumerate(zip(BOX_IOU_BANDS[:-1], BOX_IOU_BANDS[1:])):
+    return {
+        name: dict(vertebrae=int(inside.sum()), **relative_keypoint_error(pred[inside], true[inside], visible[inside]))
+        for name, inside in _bands([r["box_iou"] for r in matched], BOX_IOU_BANDS, "{:.1f}-{:.1f}")
+    }
+
+
+def _bands(values, edges, name: str):
+    """``(name, mask)`` for each band between consecutive ``edges`` that holds one of ``values``, the
+    name formatted from the band's edges; the last band holds its upper edge (an IoU of 1.0)."""
+    band = np.digitize(values, edges[1:-1])
+    for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
         inside = band == k
         if inside.any():
-            bands[f"{lo:.1f}-{hi:.1f}"] = dict(vertebrae=int(inside.sum()), **relative_keypoint_error(pred[inside], true[inside], visible[inside]))
-    return bands
+            yield name.format(lo, hi), inside
 
 
 # Bands of an annotated vertebra's tilt in degrees (:func:`~xvfa_ext.metrics.endplate_tilt`) for the recall by tilt.
@@ -267,14 +274,12 @@ def _recall_by_tilt(rows: List[Dict]) -> Dict:
     tilted = [r for r in rows if all(r["visible"][k] for k in _CORNERS)]
     if not tilted:
         return {}
-    band = np.digitize(endplate_tilt(np.array([r["keypoints"] for r in tilted])), TILT_BANDS[1:-1])
     found = np.array([r["matched"] for r in tilted])
-    bands = {}
-    for k, (lo, hi) in enumerate(zip(TILT_BANDS[:-1], TILT_BANDS[1:])):
-        inside = band == k
-        if inside.any():
-            bands[f"{lo:g}-{hi:g}"] = {"vertebrae": int(inside.sum()), "recall": float(found[inside].mean())}
-    return {"recall_by_tilt": bands}
+    tilt = endplate_tilt(np.array([r["keypoints"] for r in tilted]))
+    return {"recall_by_tilt": {
+        name: {"vertebrae": int(inside.sum()), "recall": float(found[inside].mean())}
+        for name, inside in _bands(tilt, TILT_BANDS, "{:g}-{:g}")
+    }}
 
 
 def _box_placement(rows: List[Dict]) -> Dict:
