@@ -55,6 +55,27 @@ def test_joint_training_step_on_cpu_with_denoising():
     assert model.detector.class_embed[0].weight.grad.abs().sum() > 0
 
 
+def test_channels_last_detector_keeps_its_weights_and_answers_as_the_default_layout(tmp_path):
+    from detectron2.checkpoint import DetectionCheckpointer
+
+    model, _ = build("xvfa_dino_r50_smoke.py", **{"model.detector.channels_last": True})
+    default, _ = build("xvfa_dino_r50_smoke.py")
+    conv = model.detector.backbone.stem.conv1.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert default.detector.backbone.stem.conv1.weight.is_contiguous()
+    # The same values whichever layout holds them, through a checkpoint as the trainer writes it.
+    DetectionCheckpointer(model, save_dir=str(tmp_path)).save("channels_last")
+    DetectionCheckpointer(default).load(str(tmp_path / "channels_last.pth"))
+    for (name, a), b in zip(model.state_dict().items(), default.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert model.detector.backbone.stem.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    inputs = batch(False)
+    with torch.no_grad():
+        ours, theirs = (m.eval().detector(inputs)[0]["instances"] for m in (model, default))
+    torch.testing.assert_close(ours.scores, theirs.scores, atol=1e-4, rtol=1e-3)
+    torch.testing.assert_close(ours.pred_boxes.tensor, theirs.pred_boxes.tensor, atol=1e-2, rtol=1e-3)
+
+
 def test_inference_outputs_every_field_without_nan():
     model, _ = build("xvfa_dino_r50_smoke.py")
     model.eval()

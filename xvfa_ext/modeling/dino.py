@@ -64,7 +64,20 @@ def cuda_calls_on(device: torch.device):
 
 
 class DINO(_dino.DINO):
-    """detrex's DINO whose contrastive denoising queries are made on the model's device."""
+    """detrex's DINO whose contrastive denoising queries are made on the model's device.
+
+    With ``channels_last=True`` the convolution weights (backbone and neck) are kept channels-last,
+    so that the convolutions run on images in that layout (their results differ from the default
+    layout's by rounding alone): on a CPU, oneDNN's channels-last kernels make a training step of
+    the CPU detector about a tenth cheaper (README, "Time per stage"). Every other argument is
+    detrex's.
+    """
+
+    def __init__(self, *args, channels_last: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.channels_last = channels_last
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
 
     def prepare_for_cdn(self, targets, *args, **kwargs):
         with cuda_calls_on(self.label_enc.weight.device):
