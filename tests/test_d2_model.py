@@ -68,7 +68,7 @@ def test_channels_last_detector_keeps_its_weights_and_answers_as_the_default_lay
     DetectionCheckpointer(default).load(str(tmp_path / "channels_last.pth"))
     for (name, a), b in zip(model.state_dict().items(), default.state_dict().values()):
         assert torch.equal(a, b), name
-    assert model.detector.backbone.stem.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert conv.is_contiguous(memory_format=torch.channels_last)
     inputs = batch(False)
     with torch.no_grad():
         ours, theirs = (m.eval().detector(inputs)[0]["instances"] for m in (model, default))

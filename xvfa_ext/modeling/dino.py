@@ -75,7 +75,6 @@ class DINO(_dino.DINO):
 
     def __init__(self, *args, channels_last: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
-        self.channels_last = channels_last
         if channels_last:
             self.to(memory_format=torch.channels_last)
 
