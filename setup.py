@@ -27,7 +27,7 @@ setup(
     ],
     extras_require={
         # the review application's browser tests drive the system's chromium
-        "test": ["pytest>=7", "playwright>=1.40"],
+        "test": ["pytest>=7", "pytest-xdist>=3", "playwright>=1.40"],
         # compressed DICOM (JPEG, JPEG-LS, JPEG 2000) through pydicom's pylibjpeg handlers
         "dicom": ["pylibjpeg>=2.0", "pylibjpeg-libjpeg>=2.1", "pylibjpeg-openjpeg>=2.3"],
     },
