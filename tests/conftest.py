@@ -26,6 +26,7 @@ DETECTRON2_SKIP_REASON = f"needs detectron2 and detrex; missing: {', '.join(_MIS
 
 requires_detectron2 = pytest.mark.skipif(bool(_MISSING), reason=DETECTRON2_SKIP_REASON)
 
+
 class _Measured(dict):
     """A test's measured numbers, also kept in its report, so that they reach the run's summary from
     whichever worker ran the test."""
