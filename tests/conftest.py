@@ -3,22 +3,22 @@
 import os
 import tempfile
 
-# The suite runs in two pytest-xdist workers (setup.cfg), one per core: each computes on one thread,
-# and the programs the tests start inherit that, so that the two never contend for a core.
-if os.environ.get("PYTEST_XDIST_WORKER"):
+import pytest
+import torch
+
+from xvfa_ext.dependencies import missing_detectron2
+
+# Synthetic datasets registered by xvfa_ext.data are written here, never into the checkout.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _WORKER:
+    # The suite runs in two pytest-xdist workers (setup.cfg), one per core: each computes on one
+    # thread, and the programs the tests start inherit that, so that the two never contend for a core.
     os.environ["OMP_NUM_THREADS"] = "1"
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from xvfa_ext.dependencies import missing_detectron2  # noqa: E402
-
-if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
     # Each worker writes its own synthetic datasets: two workers never write one folder at once.
-    os.environ["XVFA_DATASETS"] = tempfile.mkdtemp(prefix=f"xvfa_datasets_{os.environ['PYTEST_XDIST_WORKER']}_")
-# Synthetic datasets registered by xvfa_ext.data are written here, never into the checkout.
-os.environ.setdefault("XVFA_DATASETS", tempfile.mkdtemp(prefix="xvfa_datasets_"))
+    os.environ["XVFA_DATASETS"] = tempfile.mkdtemp(prefix=f"xvfa_datasets_{_WORKER}_")
+else:
+    os.environ.setdefault("XVFA_DATASETS", tempfile.mkdtemp(prefix="xvfa_datasets_"))
 
 
 _MISSING = missing_detectron2()
@@ -27,23 +27,21 @@ DETECTRON2_SKIP_REASON = f"needs detectron2 and detrex; missing: {', '.join(_MIS
 requires_detectron2 = pytest.mark.skipif(bool(_MISSING), reason=DETECTRON2_SKIP_REASON)
 
 
-class _Measured(dict):
-    """A test's measured numbers, also kept in its report, so that they reach the run's summary from
-    whichever worker ran the test."""
+class _Measured:
+    """Where a test puts the numbers it measured: each goes into its report (pytest's
+    ``record_property``), whichever worker ran it, and the run's summary prints them."""
 
-    def __init__(self, node):
-        super().__init__()
-        self._node = node
+    def __init__(self, record_property):
+        self._record = record_property
 
     def __setitem__(self, key, value):
-        super().__setitem__(key, value)
-        self._node.user_properties.append((f"measured {key}", value))
+        self._record(f"measured {key}", value)
 
 
 @pytest.fixture
-def measured(request):
+def measured(record_property):
     """Tests put numbers they measured here; the run prints them at the end."""
-    return _Measured(request.node)
+    return _Measured(record_property)
 
 
 @pytest.fixture(scope="session")
